@@ -1,0 +1,274 @@
+"""MosquittoBroker: a secure Eclipse Mosquitto 2.0 StatefulSet with its config, credentials and network rules.
+
+Rollout model (what the real pulumi-kubernetes provider does with each piece):
+- mosquitto.conf lives in a ConfigMap whose name carries a content hash: a change creates a new ConfigMap,
+  the pod template points at it and the StatefulSet rolls; nothing is replaced in place.
+- password file, ACL and TLS material live in Secrets that update in place; their content hashes sit in
+  pod-template annotations so the pods roll too. Adding a user touches one Secret and one annotation.
+- volumeClaimTemplates never change after creation (Kubernetes forbids it), so they only hold size and class.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence, TypedDict
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components.acl import AclUser, render_acl
+from components.kube import (RESTRICTED_CONTAINER, content_hash, dns_name, labels, namespace_labels,
+                             restricted_pod, selector)
+from components.mosquitto_conf import (AUTH_DIR, CERT_DIR, CONFIG_DIR, DATA_DIR, HEALTH_ACL, HEALTH_PORT,
+                                       HEALTH_TOPIC, BrokerSettings, render_mosquitto_conf)
+from components.passwords import password_file
+from components.pki import ClientCertificate
+
+APP = "mosquitto"
+MOSQUITTO_UID = 1883
+
+
+class ResourcesArgs(TypedDict, total=False):
+    cpu_request: str
+    cpu_limit: str
+    memory_request: str
+    memory_limit: str
+
+
+class BrokerUserArgs(AclUser, total=False):
+    password: Optional[pulumi.Input[str]]
+    """Secret password; when absent and the user logs in by password, pulumi-random generates one."""
+    password_login: bool
+    """Whether the user is in the password file (False for certificate-only users)."""
+
+
+class MosquittoBrokerArgs(TypedDict, total=False):
+    namespace: str
+    """Kubernetes namespace of every object."""
+    create_namespace: bool
+    """Create the namespace, labelled for restricted pod security, with a default-deny NetworkPolicy."""
+    image: str
+    """eclipse-mosquitto image pinned to a 2.0.x tag or digest."""
+    replicas: int
+    resources: ResourcesArgs
+    storage_size: str
+    storage_class: Optional[str]
+    settings: BrokerSettings
+    """Listeners, limits and persistence as written into mosquitto.conf."""
+    password_iterations: int
+    """PBKDF2 iterations of the `$7$` hashes."""
+    users: Sequence[BrokerUserArgs]
+    acl_patterns: Sequence[tuple[str, str]]
+    factory_zones: Optional[Sequence[str]]
+    """Factory-zone ACL template (None: off)."""
+    sparkplug: bool
+    """Sparkplug B ACL template."""
+    ca_cert_pem: pulumi.Input[str]
+    server_cert_pem: pulumi.Input[str]
+    server_key_pem: pulumi.Input[str]
+    client_certificates: Mapping[str, ClientCertificate]
+    """Stored as one kubernetes.io/tls Secret per user, for handing to devices."""
+    service_type: str
+    """ClusterIP or LoadBalancer."""
+    load_balancer_source_ranges: Sequence[str]
+
+
+def _exec_probe(period: int, failures: int) -> dict:
+    command = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(HEALTH_PORT), "-t", HEALTH_TOPIC,
+               "-C", "1", "-W", "4", "-i", "health-probe"]
+    return {"exec": {"command": command}, "periodSeconds": period, "timeoutSeconds": 5,
+            "failureThreshold": failures}
+
+
+class MosquittoBroker(pulumi.ComponentResource):
+    namespace: str
+    service_name: str
+    headless_service_name: str
+    credentials: pulumi.Output[dict]
+    endpoints: dict[str, str]
+
+    def __init__(self, name: str, args: MosquittoBrokerArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("mqtt-estate:index:MosquittoBroker", name, None, opts)
+        ns = args.get("namespace", "mqtt")
+        settings = args["settings"]
+        listeners = settings["listeners"]
+        users = list(args.get("users", ()))
+        replicas = args.get("replicas", 1)
+        sel = selector(APP, name)
+        meta_labels = labels(APP, name, "broker")
+        child = pulumi.ResourceOptions(parent=self)
+
+        if args.get("create_namespace", True):
+            namespace = k8s.core.v1.Namespace(
+                f"{name}-namespace", metadata={"name": ns, "labels": namespace_labels()}, opts=child)
+            child = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+            k8s.networking.v1.NetworkPolicy(
+                f"{name}-default-deny",
+                metadata={"name": "default-deny", "namespace": ns, "labels": meta_labels},
+                spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}, opts=child)
+
+        def meta(obj_name: str, component: str = "broker", **extra) -> dict:
+            return {"name": obj_name, "namespace": ns, "labels": labels(APP, name, component), **extra}
+
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-sa", metadata=meta(name), automount_service_account_token=False, opts=child)
+
+        # mosquitto.conf: a new ConfigMap per content, so a change rolls pods instead of being ignored.
+        conf = render_mosquitto_conf(settings)
+        conf_hash = content_hash(conf, HEALTH_ACL)
+        config_map = k8s.core.v1.ConfigMap(
+            f"{name}-config", metadata=meta(f"{name}-config-{conf_hash[:10]}"),
+            data={"mosquitto.conf": conf, "health.acl": HEALTH_ACL}, opts=child)
+
+        # Passwords: given as secrets, or generated; only their `$7$` hashes reach the cluster.
+        passwords: dict[str, pulumi.Output[str]] = {}
+        for user in users:
+            if not user.get("password_login", True):
+                continue
+            given = user.get("password")
+            if given is None:
+                given = random.RandomPassword(
+                    f"{name}-password-{user['name']}", length=32, special=False, opts=child).result
+            passwords[user["name"]] = pulumi.Output.secret(given)
+        scope = f"{ns}/{name}"
+        iterations = args.get("password_iterations", 210_000)
+        acl = render_acl(users, args.get("acl_patterns", ()), args.get("factory_zones"), args.get("sparkplug", False))
+        names = sorted(passwords)
+        passwd = pulumi.Output.all(*[passwords[n] for n in names]).apply(
+            lambda pws: password_file(dict(zip(names, pws)), scope, iterations))
+        auth_secret = k8s.core.v1.Secret(
+            f"{name}-auth", metadata=meta(f"{name}-auth"), type="Opaque",
+            string_data={"passwd": passwd, "acl": acl}, opts=child)
+        auth_hash = pulumi.Output.unsecret(passwd.apply(lambda text: content_hash(text, acl)))
+        self.credentials = pulumi.Output.secret(
+            pulumi.Output.all(*[passwords[n] for n in names]).apply(lambda pws: dict(zip(names, pws))))
+
+        tls_bundle = pulumi.Output.all(args["ca_cert_pem"], args["server_cert_pem"], args["server_key_pem"])
+        tls_secret = k8s.core.v1.Secret(
+            f"{name}-tls", metadata=meta(f"{name}-tls"), type="kubernetes.io/tls",
+            string_data={"ca.crt": args["ca_cert_pem"], "tls.crt": args["server_cert_pem"],
+                         "tls.key": pulumi.Output.secret(args["server_key_pem"])}, opts=child)
+        tls_hash = pulumi.Output.unsecret(tls_bundle.apply(lambda parts: content_hash(*parts)))
+
+        for user_name, cert in sorted(args.get("client_certificates", {}).items()):
+            k8s.core.v1.Secret(
+                f"{name}-client-{user_name}",
+                metadata=meta(f"{name}-client-{dns_name(user_name)}", "client-certificate",
+                              annotations={"mqtt-estate.io/username": user_name}),
+                type="kubernetes.io/tls",
+                string_data={"ca.crt": args["ca_cert_pem"], "tls.crt": cert.cert_pem,
+                             "tls.key": pulumi.Output.secret(cert.key_pem)}, opts=child)
+
+        ports = [{"name": lst["name"], "port": lst["port"], "targetPort": lst["name"], "protocol": "TCP"}
+                 for lst in listeners]
+        headless = f"{name}-headless"
+        k8s.core.v1.Service(
+            f"{name}-headless", metadata=meta(headless),
+            spec={"clusterIP": "None", "publishNotReadyAddresses": True, "selector": sel, "ports": ports},
+            opts=child)
+        service_spec: dict = {"type": args.get("service_type", "ClusterIP"), "selector": sel, "ports": ports}
+        if args.get("load_balancer_source_ranges"):
+            service_spec["loadBalancerSourceRanges"] = list(args["load_balancer_source_ranges"])
+        k8s.core.v1.Service(f"{name}-service", metadata=meta(name), spec=service_spec, opts=child)
+
+        res = args.get("resources", {})
+        container = {
+            "name": APP,
+            "image": args.get("image", "eclipse-mosquitto:2.0.20"),
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["mosquitto", "-c", f"{CONFIG_DIR}/mosquitto.conf"],
+            "ports": [{"name": lst["name"], "containerPort": lst["port"], "protocol": "TCP"} for lst in listeners],
+            "resources": {
+                "requests": {"cpu": res.get("cpu_request", "1"), "memory": res.get("memory_request", "1Gi")},
+                "limits": {"cpu": res.get("cpu_limit", "2"), "memory": res.get("memory_limit", "2Gi")},
+            },
+            "securityContext": RESTRICTED_CONTAINER,
+            "startupProbe": _exec_probe(2, 30),
+            "readinessProbe": _exec_probe(10, 3),
+            "livenessProbe": _exec_probe(20, 3),
+            "volumeMounts": [
+                {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True},
+                {"name": "certs", "mountPath": CERT_DIR, "readOnly": True},
+                {"name": "data", "mountPath": DATA_DIR},
+            ],
+        }
+        volumes = [
+            {"name": "config", "configMap": {"name": config_map.metadata["name"], "defaultMode": 0o444}},
+            {"name": "auth", "secret": {"secretName": auth_secret.metadata["name"], "defaultMode": 0o440}},
+            {"name": "certs", "secret": {"secretName": tls_secret.metadata["name"], "defaultMode": 0o440}},
+        ]
+        claims = []
+        if settings.get("persistence", True):
+            claim_spec: dict = {"accessModes": ["ReadWriteOnce"],
+                                "resources": {"requests": {"storage": args.get("storage_size", "20Gi")}}}
+            if args.get("storage_class"):
+                claim_spec["storageClassName"] = args["storage_class"]
+            claims.append({"metadata": {"name": "data", "labels": sel}, "spec": claim_spec})
+        else:
+            volumes.append({"name": "data", "emptyDir": {}})
+
+        pod_annotations = {"mqtt-estate.io/config-hash": conf_hash, "mqtt-estate.io/auth-hash": auth_hash,
+                           "mqtt-estate.io/tls-hash": tls_hash}
+        k8s.apps.v1.StatefulSet(
+            f"{name}-statefulset",
+            metadata=meta(name),
+            spec={
+                "serviceName": headless,
+                "replicas": replicas,
+                "podManagementPolicy": "Parallel",
+                "updateStrategy": {"type": "RollingUpdate"},
+                "selector": {"matchLabels": sel},
+                "template": {
+                    "metadata": {"labels": meta_labels, "annotations": pod_annotations},
+                    "spec": {
+                        "serviceAccountName": account.metadata["name"],
+                        "automountServiceAccountToken": False,
+                        "securityContext": restricted_pod(MOSQUITTO_UID),
+                        "terminationGracePeriodSeconds": 30,
+                        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                            {"weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                                                "labelSelector": {"matchLabels": sel}}}]}},
+                        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                                       "whenUnsatisfiable": "ScheduleAnyway",
+                                                       "labelSelector": {"matchLabels": sel}}],
+                        "containers": [container],
+                        "volumes": volumes,
+                    },
+                },
+                "volumeClaimTemplates": claims,
+            },
+            opts=child)
+
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb", metadata=meta(name),
+            spec={"maxUnavailable": 1, "selector": {"matchLabels": sel}}, opts=child)
+
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-netpol", metadata=meta(name),
+            spec={
+                "podSelector": {"matchLabels": sel},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [{"ports": [{"port": lst["port"], "protocol": "TCP"} for lst in listeners]}],
+                "egress": [{"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}],
+            },
+            opts=child)
+
+        self.namespace = ns
+        self.service_name = name
+        self.headless_service_name = headless
+        self.endpoints = {
+            lst["name"]: f"{_scheme(lst)}://{name}.{ns}.svc.cluster.local:{lst['port']}" for lst in listeners}
+        self.register_outputs({"service_name": name, "endpoints": self.endpoints, "credentials": self.credentials})
+
+
+def _scheme(lst) -> str:
+    base = "ws" if lst.get("protocol") == "websockets" else "mqtt"
+    return base + ("s" if lst.get("tls") else "")
+
+
+def pod_dns_names(name: str, namespace: str, replicas: int) -> list[str]:
+    """Every name a client may use for the brokers: the Service's forms and each pod's stable DNS name."""
+    svc = [name, f"{name}.{namespace}", f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local"]
+    pods = [f"{name}-{i}.{name}-headless.{namespace}.svc.cluster.local" for i in range(replicas)]
+    return svc + pods

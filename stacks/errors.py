@@ -1,0 +1,78 @@
+"""Configuration errors as one line each: `<file>: mqtt-estate:<key path>: <what is wrong and what is allowed>`."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import pulumi
+
+PROJECT = "mqtt-estate"
+
+
+def key_path(loc: Sequence[Any]) -> str:
+    """('broker', 'listeners', 1, 'tlsVersion') -> 'broker.listeners[1].tlsVersion'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+class ConfigIssue:
+    """One invalid value: where it is and what is allowed instead."""
+
+    def __init__(self, loc: Sequence[Any], message: str):
+        self.path = key_path(loc)
+        self.message = message
+
+    def line(self, source: str) -> str:
+        return f"{source}: {PROJECT}:{self.path}: {self.message}"
+
+
+class StackConfigError(pulumi.RunError):
+    """Raised for invalid stack configuration; Pulumi prints a RunError without a traceback."""
+
+    def __init__(self, source: str, issues: Iterable[ConfigIssue]):
+        self.source = source
+        self.issues = list(issues)
+        self.lines = [issue.line(source) for issue in self.issues]
+        super().__init__("\n".join(self.lines))
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def describe_pydantic_error(err: dict, allowed_keys: Sequence[str] = ()) -> str:
+    """Turn one pydantic error dict into 'what is wrong (what is allowed)'."""
+    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    if kind == "literal_error":
+        return f"{_short(value)} is not allowed (use {ctx['expected'].replace(chr(39), '')})"
+    if kind == "extra_forbidden":
+        return f"unknown key (allowed: {', '.join(allowed_keys)})" if allowed_keys else "unknown key"
+    if kind == "missing":
+        return "is required"
+    if kind == "string_pattern_mismatch":
+        return f"{_short(value)} is not allowed (must match {ctx['pattern']})"
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        bound = {"greater_than_equal": ">=", "less_than_equal": "<=", "greater_than": ">", "less_than": "<"}[kind]
+        return f"{_short(value)} is out of range (must be {bound} {next(iter(ctx.values()))})"
+    if kind.startswith("int_"):
+        return f"{_short(value)} is not allowed (use a whole number)"
+    if kind.startswith("bool_"):
+        return f"{_short(value)} is not allowed (use true or false)"
+    if kind.startswith("string_"):
+        return f"{_short(value)} is not allowed (use a string{_limits(ctx)})"
+    if kind in ("list_type", "too_short", "too_long"):
+        return f"{_short(value)} is not allowed (use a list{_limits(ctx)})"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return f"{_short(value)} is not allowed (use a mapping of keys)"
+    return err["msg"]
+
+
+def _limits(ctx: dict) -> str:
+    parts = [f"{k.replace('_', ' ')} {v}" for k, v in ctx.items() if k in ("min_length", "max_length")]
+    return (" with " + ", ".join(parts)) if parts else ""

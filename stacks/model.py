@@ -1,0 +1,175 @@
+"""Typed estate configuration: what a stack file may say, with secure defaults.
+
+Keys are camelCase in stack files (Pulumi convention) and snake_case in Python. Unknown keys are errors,
+and values are taken strictly (no "yes" for true, no "1883" for 1883) so a typo never silently changes meaning.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+from stacks.presets import PRESETS
+
+DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")]
+PortName = Annotated[str, StringConstraints(pattern=r"^[a-z]([a-z0-9-]{0,13}[a-z0-9])?$")]
+UserName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+Quantity = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti)?$")]
+Duration = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]*[hdwmy]$")]
+Image = Annotated[str, StringConstraints(pattern=r"^[a-z0-9./_-]+(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$")]
+Topic = Annotated[str, StringConstraints(pattern=r"^[^\s]{1,512}$")]
+Port = Annotated[int, Field(ge=1, le=65535)]
+PresetName = Literal["edge-broker", "standard-broker", "enterprise-broker", "ha-cluster"]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True, strict=True
+    )
+
+
+class Listener(Model):
+    """One mosquitto listener; TLS listeners may demand client certificates (mTLS)."""
+
+    name: PortName
+    port: Port
+    protocol: Literal["mqtt", "websockets"] = "mqtt"
+    tls: bool = False
+    tls_version: Literal["tlsv1.2", "tlsv1.3"] = "tlsv1.2"
+    require_certificate: bool = False
+
+
+DEFAULT_LISTENERS = (
+    Listener(name="mqtt", port=1883),
+    Listener(name="mqtts", port=8883, tls=True),
+    Listener(name="ws", port=9001, protocol="websockets"),
+    Listener(name="wss", port=9443, protocol="websockets", tls=True),
+)
+
+
+class Auth(Model):
+    allow_anonymous: bool = False
+    password_iterations: int = Field(210_000, ge=1_000, le=10_000_000)
+
+
+class Persistence(Model):
+    enabled: bool = True
+    autosave_interval: int = Field(60, ge=1, le=86_400)
+    session_expiry: Duration = "7d"
+    storage_class: Optional[DnsLabel] = None
+    size: Optional[Quantity] = None
+
+
+class Limits(Model):
+    max_connections: Optional[int] = Field(None, ge=1, le=1_000_000)
+    max_queued_messages: int = Field(1000, ge=1, le=10_000_000)
+    max_inflight_messages: int = Field(20, ge=1, le=65_535)
+    max_packet_size: int = Field(1_048_576, ge=1024, le=268_435_455)
+    max_keepalive: int = Field(300, ge=10, le=65_535)
+
+
+class Resources(Model):
+    cpu_request: Optional[Quantity] = None
+    cpu_limit: Optional[Quantity] = None
+    memory_request: Optional[Quantity] = None
+    memory_limit: Optional[Quantity] = None
+
+
+class Service(Model):
+    type: Literal["ClusterIP", "LoadBalancer"] = "ClusterIP"
+    load_balancer_source_ranges: list[Annotated[str, StringConstraints(pattern=r"^[0-9a-f.:]+/[0-9]{1,3}$")]] = []
+
+
+class AclRule(Model):
+    access: Literal["read", "write", "readwrite", "deny"]
+    topic: Topic
+
+
+class FactoryAcl(Model):
+    """Factory-zone template: devices write their own telemetry under factory/<zone>/<user>/."""
+
+    zones: list[DnsLabel] = ["production", "quality", "maintenance"]
+
+
+class SparkplugAcl(Model):
+    """Sparkplug B template (spBv1.0): edge nodes own their node/device topics, hosts read all and command."""
+
+    groups: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]] = []
+
+
+class Acl(Model):
+    patterns: list[AclRule] = []
+    factory: Optional[FactoryAcl] = None
+    sparkplug: Optional[SparkplugAcl] = None
+
+
+class Broker(Model):
+    name: DnsLabel = "mosquitto"
+    preset: PresetName = "standard-broker"
+    replicas: Optional[int] = Field(None, ge=1, le=64)
+    image: Image = "eclipse-mosquitto:2.0.20"
+    listeners: list[Listener] = Field(default_factory=lambda: list(DEFAULT_LISTENERS), min_length=1)
+    auth: Auth = Auth()
+    persistence: Persistence = Persistence()
+    limits: Limits = Limits()
+    resources: Resources = Resources()
+    service: Service = Service()
+    acl: Acl = Acl()
+
+
+class User(Model):
+    """A person, device or application that logs in; `auth` says whether by password, certificate or either."""
+
+    name: UserName
+    role: Literal["admin", "device", "edge-node", "host-application", "dashboard", "service"] = "device"
+    auth: Literal["password", "certificate", "both"] = "password"
+    zone: Optional[DnsLabel] = None
+    groups: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]] = []
+    topics: list[AclRule] = []
+
+
+class KeySpec(Model):
+    algorithm: Literal["ECDSA", "RSA"] = "ECDSA"
+    ecdsa_curve: Literal["P256", "P384"] = "P384"
+    rsa_bits: Literal[2048, 3072, 4096] = 3072
+
+
+class Pki(Model):
+    ca_key: KeySpec = KeySpec()
+    leaf_key: KeySpec = KeySpec(ecdsa_curve="P256")
+    organization: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "mqtt-estate"
+    ca_validity_hours: int = Field(87_600, ge=720, le=175_200)
+    leaf_validity_hours: int = Field(8_760, ge=24, le=9_552)
+    early_renewal_hours: int = Field(720, ge=0, le=8_760)
+    existing_ca: bool = False
+    extra_dns_names: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9*.-]{1,253}$")]] = []
+    loopback_sans: bool = True
+
+
+class Namespace(Model):
+    name: DnsLabel = "mqtt"
+    create: bool = True
+
+
+class Estate(Model):
+    """The whole stack configuration, one attribute per top-level `mqtt-estate:` key."""
+
+    namespace: Namespace = Namespace()
+    broker: Broker = Broker()
+    pki: Pki = Pki()
+    users: list[User] = []
+
+    @property
+    def preset(self):
+        return PRESETS[self.broker.preset]
+
+    @property
+    def replicas(self) -> int:
+        return self.broker.replicas or self.preset.replicas
+
+
+TOP_LEVEL_KEYS = tuple(to_camel(k) for k in Estate.model_fields)
+SECRET_KEY_PREFIX = "password-"
+CA_SECRET_KEYS = ("caCertPem", "caKeyPem")
