@@ -1,0 +1,117 @@
+"""Command line: `python -m estate render|up|check|schema`. Exit 0 ok, 2 configuration error, 1 anything else."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from stacks.errors import StackConfigError
+
+DEFAULT_LOCAL_DIR = Path(".estate") / "local"
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m estate", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    render = sub.add_parser("render", help="render every Kubernetes object and broker file of a stack")
+    render.add_argument("--stack", required=True)
+    render.add_argument("--config", type=Path, help="stack file to use instead of Pulumi.<stack>.yaml")
+    render.add_argument("--out", type=Path, help="output directory (default out/<stack>)")
+
+    up = sub.add_parser("up", help="render, then run the estate")
+    up.add_argument("--local", action="store_true", required=True, help="run on 127.0.0.1 (the only mode here)")
+    up.add_argument("--stack", required=True)
+    up.add_argument("--config", type=Path)
+    up.add_argument("--out", type=Path)
+    up.add_argument("--smoke", action="store_true", help="run the smoke suite, then stop")
+
+    check = sub.add_parser("check", help="run the smoke suite against the running local estate")
+    check.add_argument("--local", action="store_true", required=True)
+    check.add_argument("--connection", type=Path, default=DEFAULT_LOCAL_DIR / "connection.json")
+
+    sub.add_parser("schema", help="print the JSON Schema of the stack configuration")
+    return parser
+
+
+def cmd_render(args) -> int:
+    from estate.render import render
+
+    result = render(args.stack, args.config, args.out)
+    print((result.out / "resources.txt").read_text(), end="")
+    print(f"\nrendered {len(result.objects)} Kubernetes objects to {result.out}")
+    return EXIT_OK
+
+
+def cmd_up(args) -> int:
+    from estate.local import LocalEstate
+    from estate.render import render
+    from estate.smoke import report, run_smoke
+
+    result = render(args.stack, args.config, args.out)
+    print(f"rendered {len(result.objects)} Kubernetes objects to {result.out}")
+    with LocalEstate(result, DEFAULT_LOCAL_DIR.resolve()) as local:
+        path = local.write_connection_file()
+        for broker in local.brokers:
+            for lst in broker.listeners:
+                print(f"  {broker.pod:<16} {lst['name']:<16} {lst['url']}")
+        print(f"connection file: {path}")
+        if args.smoke:
+            checks = run_smoke(json.loads(path.read_text()))
+            print(report(checks))
+            return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
+        print("estate is up; Ctrl-C stops it")
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        try:
+            while all(b.process.poll() is None for b in local.brokers):
+                time.sleep(0.5)
+            print("a broker exited; stopping", file=sys.stderr)
+            return EXIT_FAILED
+        except KeyboardInterrupt:
+            print("stopping")
+            return EXIT_OK
+
+
+def cmd_check(args) -> int:
+    from estate.smoke import report, run_smoke
+
+    if not args.connection.is_file():
+        print(f"error: no running local estate ({args.connection} not found; start one with "
+              f"`python -m estate up --local --stack NAME`)", file=sys.stderr)
+        return EXIT_FAILED
+    checks = run_smoke(json.loads(args.connection.read_text()))
+    print(report(checks))
+    return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
+
+
+def cmd_schema(_args) -> int:
+    from stacks.schema import stack_file_schema
+
+    print(json.dumps(stack_file_schema(), indent=2, sort_keys=True))
+    return EXIT_OK
+
+
+COMMANDS = {"render": cmd_render, "up": cmd_up, "check": cmd_check, "schema": cmd_schema}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except StackConfigError as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+    except Exception as exc:  # a user never sees a traceback unless they ask for one
+        if os.environ.get("ESTATE_DEBUG"):
+            raise
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED

@@ -1,0 +1,37 @@
+"""JSON Schema of a stack file, so editors can complete and check Pulumi.<stack>.yaml."""
+
+from __future__ import annotations
+
+from stacks.errors import PROJECT
+from stacks.model import CA_SECRET_KEYS, SECRET_KEY_PREFIX, Estate
+
+
+def stack_file_schema() -> dict:
+    model = Estate.model_json_schema(by_alias=True)
+    defs = model.pop("$defs", {})
+    properties = {f"{PROJECT}:{key}": value for key, value in model["properties"].items()}
+    for key in CA_SECRET_KEYS:
+        properties[f"{PROJECT}:{key}"] = {"description": "secret (pulumi config set --secret)",
+                                          "anyOf": [{"type": "string"}, {"type": "object", "required": ["secure"]}]}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "mqtt-estate stack file",
+        "type": "object",
+        "properties": {
+            "config": {
+                "type": "object",
+                "properties": properties,
+                "patternProperties": {
+                    f"^{PROJECT}:{SECRET_KEY_PREFIX}": {"description": "a user's password (secret)",
+                                                        "anyOf": [{"type": "string"},
+                                                                  {"type": "object", "required": ["secure"]}]},
+                    f"^(?!{PROJECT}:)[^:]+:": {},
+                },
+                "additionalProperties": False,
+            },
+            "secretsprovider": {"type": "string"},
+            "encryptedkey": {"type": "string"},
+            "encryptionsalt": {"type": "string"},
+        },
+        "$defs": defs,
+    }
