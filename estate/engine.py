@@ -12,7 +12,7 @@ import runpy
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import pulumi
 from pulumi.runtime import mocks, rpc, settings
@@ -103,13 +103,6 @@ class RecordingMonitor(mocks.MockMonitor):
 def run_program(program: Path, stack: str, config: dict[str, str], secret_keys: list[str], seed: Seed,
                 project: str = "mqtt-estate") -> Registry:
     """Run `program` (a Pulumi __main__.py) once under mocks and return everything it registered."""
-    settings.reset_options(project=project, stack=stack)
-    pulumi.runtime.set_all_config(config, secret_keys)
-    estate_mocks = EstateMocks(seed)
-    monitor = RecordingMonitor(estate_mocks)
-    mocks.set_mocks(estate_mocks, project=project, stack=stack, preview=False, monitor=monitor,
-                    logger=logging.getLogger("estate.pulumi"))
-    root = settings.get_root_resource()
     program_dir = str(program.parent.resolve())
     added = program_dir not in sys.path
     if added:
@@ -117,15 +110,29 @@ def run_program(program: Path, stack: str, config: dict[str, str], secret_keys: 
     cwd = os.getcwd()
     try:
         os.chdir(program_dir)
-        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
-        registry = monitor.registry
-        for key, value in root.outputs.items():
-            output = pulumi.Output.from_input(value)
-            registry.stack_outputs[key] = _sync_await(output.future())
-            if _sync_await(output.is_secret()):
-                registry.secret_outputs.add(key)
-        return registry
+        return run_function(lambda: runpy.run_path(str(program), run_name="__main__"),
+                            stack, config, secret_keys, seed, project)
     finally:
         os.chdir(cwd)
         if added:
             sys.path.remove(program_dir)
+
+
+def run_function(body: Callable[[], Any], stack: str, config: dict[str, str], secret_keys: list[str], seed: Seed,
+                 project: str = "mqtt-estate") -> Registry:
+    """Run `body` as a Pulumi program under mocks (a fresh root stack each time) and record what it registered."""
+    settings.reset_options(project=project, stack=stack)
+    pulumi.runtime.set_all_config(config, secret_keys)
+    estate_mocks = EstateMocks(seed)
+    monitor = RecordingMonitor(estate_mocks)
+    mocks.set_mocks(estate_mocks, project=project, stack=stack, preview=False, monitor=monitor,
+                    logger=logging.getLogger("estate.pulumi"))
+    root = settings.get_root_resource()
+    _sync_await(run_pulumi_func(body))
+    registry = monitor.registry
+    for key, value in root.outputs.items():
+        output = pulumi.Output.from_input(value)
+        registry.stack_outputs[key] = _sync_await(output.future())
+        if _sync_await(output.is_secret()):
+            registry.secret_outputs.add(key)
+    return registry

@@ -12,6 +12,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,7 @@ def _hand_to_mosquitto_user(directory: Path) -> None:
         entry = pwd.getpwnam("mosquitto")
     except KeyError:
         return
+    os.chown(directory.parent, entry.pw_uid, entry.pw_gid)
     for root, dirs, files in os.walk(directory):
         for name in [root, *[os.path.join(root, d) for d in dirs], *[os.path.join(root, f) for f in files]]:
             os.chown(name, entry.pw_uid, entry.pw_gid)
@@ -77,6 +79,9 @@ class LocalEstate:
         self.rendered = rendered
         self.workdir = workdir
         self.brokers: list[LocalBroker] = []
+        # Pod directories live in a fresh directory under the system temp dir: when run as root, mosquitto
+        # drops to its own user, which must be able to reach them (a 0700 parent such as pytest's would not do).
+        self.pods_dir: Path | None = None
 
     def __enter__(self) -> "LocalEstate":
         try:
@@ -92,6 +97,8 @@ class LocalEstate:
     def start(self) -> None:
         if self.workdir.exists():
             shutil.rmtree(self.workdir)
+        self.workdir.mkdir(parents=True)
+        self.pods_dir = Path(tempfile.mkdtemp(prefix="mqtt-estate-pods-"))
         for workload in workloads(self.rendered.objects):
             container = _mosquitto_container(workload)
             if container is None:
@@ -102,7 +109,7 @@ class LocalEstate:
                 self._start_pod(f"{workload['metadata']['name']}-{ordinal}", container, files, conf_path)
 
     def _start_pod(self, pod: str, container: dict, files: dict, conf_path: str) -> None:
-        directory = self.workdir / pod
+        directory = self.pods_dir / pod
         mounts = {m["mountPath"].rstrip("/"): str(directory / m["mountPath"].strip("/"))
                   for m in container.get("volumeMounts", [])}
         for mount_path, local in mounts.items():
@@ -146,6 +153,8 @@ class LocalEstate:
             except subprocess.TimeoutExpired:
                 broker.process.kill()
                 broker.process.wait()
+        if self.pods_dir is not None:
+            shutil.rmtree(self.pods_dir, ignore_errors=True)
 
     def write_connection_file(self) -> Path:
         """Everything a client needs: listener URLs, CA, a demo client certificate and a credentials file."""

@@ -12,6 +12,7 @@ import paho.mqtt.client as mqtt
 
 V311 = mqtt.MQTTv311
 V5 = mqtt.MQTTv5
+V5_TO_V3_CONNACK = {0: 0, 132: 1, 133: 2, 136: 3, 134: 4, 135: 5}
 
 
 @dataclass
@@ -21,6 +22,12 @@ class ConnectResult:
     """CONNACK reason code (MQTT 5 numbering: 0 ok, 134 bad user name or password, 135 not authorized)."""
     error: str = ""
     client: Optional[mqtt.Client] = None
+    protocol: int = V311
+
+    @property
+    def v3_return_code(self) -> int | None:
+        """The MQTT 3.1.1 CONNACK return code (paho reports it in MQTT 5 numbering)."""
+        return None if self.reason is None else V5_TO_V3_CONNACK.get(self.reason)
 
     def close(self) -> None:
         if self.client is not None:
@@ -74,10 +81,10 @@ def connect(listener: dict, *, username: str | None = None, password: str | None
         return ConnectResult(False, None, "no CONNACK within timeout")
     reason = outcome.get("reason")
     if reason == 0:
-        return ConnectResult(True, 0, client=client)
+        return ConnectResult(True, 0, client=client, protocol=protocol)
     client.disconnect()
     client.loop_stop()
-    return ConnectResult(False, reason, outcome.get("error", ""))
+    return ConnectResult(False, reason, outcome.get("error", ""), protocol=protocol)
 
 
 def round_trip(publisher: mqtt.Client, subscriber: mqtt.Client, topic: str, qos: int = 1,

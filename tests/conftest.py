@@ -1,0 +1,53 @@
+"""Shared fixtures: renders of the shipped stacks (real keys, temp seed) and local estates on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from estate.local import LocalEstate  # noqa: E402
+from estate.render import render  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("estate-state")
+
+
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory, state_dir):
+    """rendered(stack) -> Render, each stack rendered once per session."""
+    cache = {}
+
+    def get(stack: str):
+        if stack not in cache:
+            cache[stack] = render(stack, out=tmp_path_factory.mktemp(f"out-{stack}") / stack, state_dir=state_dir)
+        return cache[stack]
+
+    return get
+
+
+def _require(binary: str) -> None:
+    if shutil.which(binary) is None:
+        pytest.fail(f"{binary} is not installed (bash .ci/run installs it)")
+
+
+@pytest.fixture(scope="module")
+def local_prod(rendered, tmp_path_factory):
+    _require("mosquitto")
+    with LocalEstate(rendered("prod"), tmp_path_factory.mktemp("local-prod")) as local:
+        yield json.loads(local.write_connection_file().read_text())
+
+
+@pytest.fixture(scope="module")
+def local_dev(rendered, tmp_path_factory):
+    _require("mosquitto")
+    with LocalEstate(rendered("dev"), tmp_path_factory.mktemp("local-dev")) as local:
+        yield json.loads(local.write_connection_file().read_text())
