@@ -2,82 +2,14 @@
 
 import pulumi
 
-from components.broker import BrokerUserArgs, MosquittoBroker, pod_dns_names
-from components.pki import Pki
+from stacks.build import build_estate
 from stacks.load import load_from_pulumi
-from stacks.model import SECRET_KEY_PREFIX
 
 estate, config = load_from_pulumi()
-broker_cfg = estate.broker
-preset = estate.preset
-name = broker_cfg.name
-namespace = estate.namespace.name
-cert_users = [u.name for u in estate.users if u.auth in ("certificate", "both")]
+resources = build_estate(estate, config.get_secret)
 
-pki = Pki(f"{name}-pki", {
-    "organization": estate.pki.organization,
-    "ca_key": estate.pki.ca_key.model_dump(),
-    "leaf_key": estate.pki.leaf_key.model_dump(),
-    "ca_validity_hours": estate.pki.ca_validity_hours,
-    "leaf_validity_hours": estate.pki.leaf_validity_hours,
-    "early_renewal_hours": estate.pki.early_renewal_hours,
-    "server_common_name": f"{name}.{namespace}.svc",
-    "server_dns_names": pod_dns_names(name, namespace, estate.replicas) + list(estate.pki.extra_dns_names)
-    + (["localhost"] if estate.pki.loopback_sans else []),
-    "server_ip_addresses": ["127.0.0.1"] if estate.pki.loopback_sans else [],
-    "client_names": cert_users,
-    "existing_ca_cert_pem": config.get_secret("caCertPem") if estate.pki.existing_ca else None,
-    "existing_ca_key_pem": config.get_secret("caKeyPem") if estate.pki.existing_ca else None,
-})
-
-users: list[BrokerUserArgs] = [{
-    "name": u.name, "role": u.role, "zone": u.zone, "groups": u.groups,
-    "topics": [(r.access, r.topic) for r in u.topics],
-    "password_login": u.auth in ("password", "both"),
-    "password": config.get_secret(f"{SECRET_KEY_PREFIX}{u.name}"),
-} for u in estate.users]
-
-limits = broker_cfg.limits
-broker = MosquittoBroker(name, {
-    "namespace": namespace,
-    "create_namespace": estate.namespace.create,
-    "image": broker_cfg.image,
-    "replicas": estate.replicas,
-    "resources": {
-        "cpu_request": broker_cfg.resources.cpu_request or preset.cpu_request,
-        "cpu_limit": broker_cfg.resources.cpu_limit or preset.cpu_limit,
-        "memory_request": broker_cfg.resources.memory_request or preset.memory_request,
-        "memory_limit": broker_cfg.resources.memory_limit or preset.memory_limit,
-    },
-    "storage_size": broker_cfg.persistence.size or preset.storage,
-    "storage_class": broker_cfg.persistence.storage_class,
-    "settings": {
-        "listeners": [lst.model_dump() for lst in broker_cfg.listeners],
-        "allow_anonymous": broker_cfg.auth.allow_anonymous,
-        "persistence": broker_cfg.persistence.enabled,
-        "autosave_interval": broker_cfg.persistence.autosave_interval,
-        "session_expiry": broker_cfg.persistence.session_expiry,
-        "max_connections": limits.max_connections or preset.max_connections,
-        "max_queued_messages": limits.max_queued_messages,
-        "max_inflight_messages": limits.max_inflight_messages,
-        "max_packet_size": limits.max_packet_size,
-        "max_keepalive": limits.max_keepalive,
-    },
-    "password_iterations": broker_cfg.auth.password_iterations,
-    "users": users,
-    "acl_patterns": [(r.access, r.topic) for r in broker_cfg.acl.patterns],
-    "factory_zones": broker_cfg.acl.factory.zones if broker_cfg.acl.factory else None,
-    "sparkplug": broker_cfg.acl.sparkplug is not None,
-    "ca_cert_pem": pki.ca_cert_pem,
-    "server_cert_pem": pki.server_cert_pem,
-    "server_key_pem": pki.server_key_pem,
-    "client_certificates": pki.clients,
-    "service_type": broker_cfg.service.type,
-    "load_balancer_source_ranges": broker_cfg.service.load_balancer_source_ranges,
-})
-
-pulumi.export("namespace", namespace)
-pulumi.export("endpoints", broker.endpoints)
-pulumi.export("caCertPem", pki.ca_cert_pem)
+pulumi.export("namespace", estate.namespace.name)
+pulumi.export("endpoints", resources.broker.endpoints)
+pulumi.export("caCertPem", resources.pki.ca_cert_pem)
 pulumi.export("users", [{"name": u.name, "role": u.role, "auth": u.auth} for u in estate.users])
-pulumi.export("credentials", broker.credentials)
+pulumi.export("credentials", resources.broker.credentials)
