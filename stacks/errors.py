@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+import json
+from typing import Any, Iterable, Optional, Sequence
 
 import pulumi
 
@@ -21,13 +22,19 @@ def key_path(loc: Sequence[Any]) -> str:
 
 
 class ConfigIssue:
-    """One invalid value: where it is and what is allowed instead."""
+    """One invalid value: where it is and what is allowed instead.
 
-    def __init__(self, loc: Sequence[Any], message: str):
-        self.path = key_path(loc)
+    `loc` is a key path under `mqtt-estate:`; a file-level problem (bad YAML, a key of another form) passes
+    `loc=None` and names its place in the message itself.
+    """
+
+    def __init__(self, loc: Optional[Sequence[Any]], message: str):
+        self.path = key_path(loc) if loc is not None else None
         self.message = message
 
     def line(self, source: str) -> str:
+        if self.path is None:
+            return f"{source}: {self.message}"
         return f"{source}: {PROJECT}:{self.path}: {self.message}"
 
 
@@ -42,8 +49,19 @@ class StackConfigError(pulumi.RunError):
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    """A value as the user wrote it in YAML: 'text', true, null, {"a": 1}."""
+    if isinstance(value, str):
+        text = repr(value)
+    else:
+        try:
+            text = json.dumps(value, sort_keys=True)
+        except (TypeError, ValueError):
+            text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+PATTERN_HINTS: dict[str, str] = {}
+"""regex -> what to write instead; filled by stacks.model next to each pattern."""
 
 
 def describe_pydantic_error(err: dict, allowed_keys: Sequence[str] = ()) -> str:
@@ -56,7 +74,7 @@ def describe_pydantic_error(err: dict, allowed_keys: Sequence[str] = ()) -> str:
     if kind == "missing":
         return "is required"
     if kind == "string_pattern_mismatch":
-        return f"{_short(value)} is not allowed (must match {ctx['pattern']})"
+        return f"{_short(value)} is not allowed ({PATTERN_HINTS.get(ctx['pattern'], 'must match ' + ctx['pattern'])})"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         bound = {"greater_than_equal": ">=", "less_than_equal": "<=", "greater_than": ">", "less_than": "<"}[kind]
         return f"{_short(value)} is out of range (must be {bound} {next(iter(ctx.values()))})"

@@ -52,7 +52,9 @@ def validate_estate(values: Mapping[str, Any], secret_keys: Mapping[str, Any], s
             issues.append(ConfigIssue([key], f"unknown key (allowed: {', '.join(TOP_LEVEL_KEYS)}, "
                                              f"{SECRET_KEY_PREFIX}<user>, {', '.join(CA_SECRET_KEYS)})"))
     try:
-        estate = Estate.model_validate({k: v for k, v in values.items() if k in TOP_LEVEL_KEYS})
+        # by alias only: a snake_case key in a stack file is a typo, not a synonym
+        estate = Estate.model_validate({k: v for k, v in values.items() if k in TOP_LEVEL_KEYS},
+                                       by_alias=True, by_name=False)
     except ValidationError as exc:
         for err in exc.errors():
             issues.append(ConfigIssue(err["loc"], describe_pydantic_error(err, _allowed_keys_at(err["loc"]))))

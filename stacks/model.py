@@ -8,18 +8,41 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
 from pydantic.alias_generators import to_camel
 
+from stacks.errors import PATTERN_HINTS
 from stacks.presets import PRESETS
 
-DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")]
-PortName = Annotated[str, StringConstraints(pattern=r"^[a-z]([a-z0-9-]{0,13}[a-z0-9])?$")]
-UserName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-Quantity = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti)?$")]
-Duration = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]*[hdwmy]$")]
-Image = Annotated[str, StringConstraints(pattern=r"^[a-z0-9./_-]+(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$")]
-Topic = Annotated[str, StringConstraints(pattern=r"^[^\s]{1,512}$")]
+
+def _pattern(regex: str, hint: str) -> StringConstraints:
+    PATTERN_HINTS[regex] = hint
+    return StringConstraints(pattern=regex)
+
+
+DnsLabel = Annotated[str, _pattern(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$",
+                                   "use lower-case letters, digits and '-', starting with a letter, at most 32")]
+PortName = Annotated[str, _pattern(r"^[a-z]([a-z0-9-]{0,13}[a-z0-9])?$",
+                                   "use lower-case letters, digits and '-', starting with a letter, at most 15")]
+UserName = Annotated[str, _pattern(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                                   "use letters, digits, '_', '.' and '-', at most 64, no spaces")]
+Quantity = Annotated[str, _pattern(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti)?$",
+                                   "use a Kubernetes quantity such as 500m, 2, 512Mi or 20Gi")]
+Duration = Annotated[str, _pattern(r"^[1-9][0-9]*[hdwmy]$", "use a duration such as 12h, 7d, 4w, 6m or 1y")]
+def _pinned(image: str) -> str:
+    if image.endswith(":latest"):
+        raise PydanticCustomError("unpinned_image", "{image!r} is not allowed (pin a version tag or digest, not latest)",
+                                  {"image": image})
+    return image
+
+
+Image = Annotated[str, _pattern(r"^[a-z0-9./_-]+(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$",
+                                "use name:tag or name@sha256:digest"), AfterValidator(_pinned)]
+Topic = Annotated[str, _pattern(r"^[^\s]{1,512}$", "use an MQTT topic filter without spaces")]
+GroupId = Annotated[str, _pattern(r"^[A-Za-z0-9_.-]{1,64}$", "use letters, digits, '_', '.' and '-', at most 64")]
+Cidr = Annotated[str, _pattern(r"^[0-9a-f.:]+/[0-9]{1,3}$", "use a CIDR such as 10.20.0.0/16")]
+DnsName = Annotated[str, _pattern(r"^[A-Za-z0-9*.-]{1,253}$", "use a DNS name such as mqtt.example.com")]
 Port = Annotated[int, Field(ge=1, le=65535)]
 PresetName = Literal["edge-broker", "standard-broker", "enterprise-broker", "ha-cluster"]
 
@@ -79,7 +102,7 @@ class Resources(Model):
 
 class Service(Model):
     type: Literal["ClusterIP", "LoadBalancer"] = "ClusterIP"
-    load_balancer_source_ranges: list[Annotated[str, StringConstraints(pattern=r"^[0-9a-f.:]+/[0-9]{1,3}$")]] = []
+    load_balancer_source_ranges: list[Cidr] = []
 
 
 class AclRule(Model):
@@ -96,7 +119,7 @@ class FactoryAcl(Model):
 class SparkplugAcl(Model):
     """Sparkplug B template (spBv1.0): edge nodes own their node/device topics, hosts read all and command."""
 
-    groups: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]] = []
+    groups: list[GroupId] = []
 
 
 class Acl(Model):
@@ -126,7 +149,7 @@ class User(Model):
     role: Literal["admin", "device", "edge-node", "host-application", "dashboard", "service"] = "device"
     auth: Literal["password", "certificate", "both"] = "password"
     zone: Optional[DnsLabel] = None
-    groups: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]] = []
+    groups: list[GroupId] = []
     topics: list[AclRule] = []
 
 
@@ -144,7 +167,7 @@ class Pki(Model):
     leaf_validity_hours: int = Field(8_760, ge=24, le=9_552)
     early_renewal_hours: int = Field(720, ge=0, le=8_760)
     existing_ca: bool = False
-    extra_dns_names: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9*.-]{1,253}$")]] = []
+    extra_dns_names: list[DnsName] = []
     loopback_sans: bool = True
 
 
