@@ -32,7 +32,7 @@ Quantity = Annotated[str, _pattern(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti)?$",
 Duration = Annotated[str, _pattern(r"^[1-9][0-9]*[hdwmy]$", "use a duration such as 12h, 7d, 4w, 6m or 1y")]
 def _pinned(image: str) -> str:
     if image.endswith(":latest"):
-        raise PydanticCustomError("unpinned_image", "{image!r} is not allowed (pin a version tag or digest, not latest)",
+        raise PydanticCustomError("unpinned_image", "'{image}' is not allowed (pin a version tag or digest, not latest)",
                                   {"image": image})
     return image
 

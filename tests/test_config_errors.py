@@ -428,6 +428,58 @@ CASES = [
         "bad.yaml: the file must be a mapping with a `config:` section",
     ),
     (
+        "misspelt-namespace",
+        """
+        config:
+          mqtt-estat:broker:
+            preset: edge-broker
+        """,
+        "bad.yaml: config.mqtt-estat:broker: unknown namespace 'mqtt-estat' "
+        "(use mqtt-estate, or one of pulumi, kubernetes, random, tls)",
+    ),
+    (
+        "misspelt-document-key",
+        """
+        confg:
+          mqtt-estate:broker:
+            preset: edge-broker
+        """,
+        "bad.yaml: confg: unknown top-level key "
+        "(allowed: config, secretsprovider, encryptedkey, encryptionsalt, environment)",
+    ),
+    (
+        "snake-case-key-is-a-typo",
+        """
+        config:
+          mqtt-estate:broker:
+            listeners:
+              - {name: mqtts, port: 8883, tls: true, tls_version: tlsv1.3}
+        """,
+        "bad.yaml: mqtt-estate:broker.listeners[0].tls_version: unknown key "
+        "(allowed: name, port, protocol, tls, tlsVersion, requireCertificate)",
+    ),
+    (
+        "image-latest",
+        """
+        config:
+          mqtt-estate:broker:
+            image: eclipse-mosquitto:latest
+        """,
+        "bad.yaml: mqtt-estate:broker.image: 'eclipse-mosquitto:latest' is not allowed "
+        "(pin a version tag or digest, not latest)",
+    ),
+    (
+        "nested-encrypted-value",
+        """
+        config:
+          mqtt-estate:broker:
+            auth:
+              secure: AAABAMk1p0bq6lYdvH2n3zv8Xqk=
+        """,
+        "bad.yaml: mqtt-estate:broker.auth: encrypted values need the Pulumi CLI to decrypt; for offline runs "
+        "give a plain value in a local file passed with --config",
+    ),
+    (
         "key-without-namespace",
         """
         config:
