@@ -184,8 +184,8 @@ class LocalEstate:
             "users": users,
             "client_certificates": certs,
             "demo_client": {"username": demo_cert, **certs[demo_cert]} if demo_cert else None,
-            "brokers": [{"pod": b.pod, "pid": b.process.pid, "listeners": b.listeners, "log": str(b.directory / "mosquitto.log")}
-                        for b in self.brokers],
+            "brokers": [{"pod": b.pod, "pid": b.process.pid, "listeners": b.listeners, "health_port": b.health_port,
+                         "log": str(b.directory / "mosquitto.log")} for b in self.brokers],
             "listeners": self.brokers[0].listeners if self.brokers else [],
         }
         path = out / "connection.json"

@@ -223,3 +223,17 @@ def test_retained_and_persistent_round_trip_qos2(local_prod):
     assert round_trip(admin.client, peer.client, f"ops/{uuid.uuid4().hex[:6]}", qos=2)
     admin.close()
     peer.close()
+
+
+def test_exec_probe_command_succeeds_against_the_broker(rendered, local_prod):
+    """The StatefulSet's own probe command (port mapped to the local health listener) really passes."""
+    import subprocess
+    import yaml
+    sts = yaml.safe_load((rendered("prod").out / "k8s" / "40-statefulset-mosquitto.yaml").read_text())
+    command = sts["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["exec"]["command"]
+    health_port = local_prod["brokers"][0]["health_port"]
+    local = [str(health_port) if part == "1880" else part for part in command]
+    assert subprocess.run(local, capture_output=True, timeout=10).returncode == 0
+    denied = [part if part != "$SYS/broker/uptime" else "$SYS/broker/clients/total" for part in local]
+    denied[denied.index("-W") + 1] = "1"
+    assert subprocess.run(denied, capture_output=True, timeout=10).returncode != 0  # health ACL grants uptime only
