@@ -9,7 +9,7 @@ estate, config = load_from_pulumi()
 resources = build_estate(estate, config.get_secret)
 
 pulumi.export("namespace", estate.namespace.name)
-pulumi.export("endpoints", resources.broker.endpoints)
+pulumi.export("endpoints", resources.endpoints)
 pulumi.export("caCertPem", resources.pki.ca_cert_pem)
 pulumi.export("users", [{"name": u.name, "role": u.role, "auth": u.auth} for u in estate.users])
 pulumi.export("credentials", resources.broker.credentials)

@@ -15,7 +15,7 @@ class AclUser(TypedDict, total=False):
     name: str
     """Login name (the certificate CN for certificate users)."""
     role: str
-    """admin, device, edge-node, host-application, dashboard or service."""
+    """admin, device, edge-node, host-application, dashboard, service or bridge (a broker's own bridge)."""
     zone: str
     """Factory zone the device belongs to (factory template)."""
     groups: Sequence[str]
@@ -55,7 +55,7 @@ def sparkplug_rules(user: AclUser) -> list[Rule]:
 
 def user_rules(user: AclUser, factory_zones: Sequence[str] | None, sparkplug: bool) -> list[Rule]:
     rules: list[Rule] = []
-    if user.get("role") == "admin":
+    if user.get("role") in ("admin", "bridge"):
         rules.append(("readwrite", "#"))
     if factory_zones is not None:
         rules += factory_rules(user, factory_zones)

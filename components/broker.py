@@ -19,8 +19,9 @@ import pulumi_random as random
 from components.acl import AclUser, render_acl
 from components.kube import (RESTRICTED_CONTAINER, content_hash, dns_name, labels, namespace_labels,
                              restricted_pod, selector)
-from components.mosquitto_conf import (AUTH_DIR, CERT_DIR, CONFIG_DIR, DATA_DIR, HEALTH_ACL, HEALTH_PORT,
-                                       HEALTH_TOPIC, BrokerSettings, render_mosquitto_conf)
+from components.mosquitto_conf import (AUTH_DIR, BRIDGE_CERT_DIR, CERT_DIR, CONFIG_DIR, DATA_DIR, HEALTH_ACL,
+                                       HEALTH_PORT, HEALTH_TOPIC, BrokerSettings, render_bridge,
+                                       render_mosquitto_conf)
 from components.passwords import password_file
 from components.pki import ClientCertificate
 
@@ -71,6 +72,26 @@ class MosquittoBrokerArgs(TypedDict, total=False):
     service_type: str
     """ClusterIP or LoadBalancer."""
     load_balancer_source_ranges: Sequence[str]
+    max_replicas: int
+    """Autoscaling maximum; with more than one broker the pods bridge into a star (see mosquitto_conf)."""
+    autoscaling: Optional[AutoscalingArgs]
+    """CPU-based HorizontalPodAutoscaler (None: fixed replicas)."""
+    bridge_certificate: Optional[ClientCertificate]
+    """Client certificate of the bridges (its CN needs `readwrite #` in the ACL)."""
+    internal_clients: Sequence[Mapping[str, str]]
+    """Pod selectors (besides the brokers) allowed to reach the internal listener, e.g. the frontend."""
+    storage_volume_prefix: Optional[str]
+    """Pre-provisioned volumes (NfsStorage): claims bind by name, so no storage class is used."""
+
+
+class AutoscalingArgs(TypedDict, total=False):
+    min_replicas: int
+    max_replicas: int
+    target_cpu_percent: int
+
+
+def pod_dns_name(name: str, namespace: str, ordinal: int) -> str:
+    return f"{name}-{ordinal}.{name}-headless.{namespace}.svc.cluster.local"
 
 
 def _exec_probe(period: int, failures: int) -> dict:
@@ -114,11 +135,23 @@ class MosquittoBroker(pulumi.ComponentResource):
             f"{name}-sa", metadata=meta(name), automount_service_account_token=False, opts=child)
 
         # mosquitto.conf: a new ConfigMap per content, so a change rolls pods instead of being ignored.
-        conf = render_mosquitto_conf(settings)
-        conf_hash = content_hash(conf, HEALTH_ACL)
+        # A clustered broker gets one file per pod ordinal (each pod bridges to the ordinals below it).
+        max_replicas = max(args.get("max_replicas", replicas), replicas)
+        clustered = max_replicas > 1
+        internal_port = settings.get("internal_port") if clustered else None
+        conf = render_mosquitto_conf({**settings, "internal_port": internal_port})
+        if clustered:
+            upstream = [f"{pod_dns_name(name, ns, i)}:{internal_port}" for i in range(max_replicas)]
+            conf_files = {f"{name}-{i}.conf": conf + render_bridge(
+                {"upstreams": upstream[:i], "client_id": f"{name}-{i}-bridge"}) for i in range(max_replicas)}
+            conf_path = f"{CONFIG_DIR}/$(POD_NAME).conf"
+        else:
+            conf_files = {"mosquitto.conf": conf}
+            conf_path = f"{CONFIG_DIR}/mosquitto.conf"
+        conf_hash = content_hash(*[f"{k}\0{v}" for k, v in sorted(conf_files.items())], HEALTH_ACL)
         config_map = k8s.core.v1.ConfigMap(
             f"{name}-config", metadata=meta(f"{name}-config-{conf_hash[:10]}"),
-            data={"mosquitto.conf": conf, "health.acl": HEALTH_ACL}, opts=child)
+            data={**conf_files, "health.acl": HEALTH_ACL}, opts=child)
 
         # Passwords: given as secrets, or generated; only their `$7$` hashes reach the cluster.
         passwords: dict[str, pulumi.Output[str]] = {}
@@ -176,8 +209,10 @@ class MosquittoBroker(pulumi.ComponentResource):
             "name": APP,
             "image": args.get("image", "eclipse-mosquitto:2.0.20"),
             "imagePullPolicy": "IfNotPresent",
-            "command": ["mosquitto", "-c", f"{CONFIG_DIR}/mosquitto.conf"],
-            "ports": [{"name": lst["name"], "containerPort": lst["port"], "protocol": "TCP"} for lst in listeners],
+            "command": ["mosquitto", "-c", conf_path],
+            "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+            "ports": [{"name": lst["name"], "containerPort": lst["port"], "protocol": "TCP"} for lst in listeners]
+            + ([{"name": "internal", "containerPort": internal_port, "protocol": "TCP"}] if internal_port else []),
             "resources": {
                 "requests": {"cpu": res.get("cpu_request", "1"), "memory": res.get("memory_request", "1Gi")},
                 "limits": {"cpu": res.get("cpu_limit", "2"), "memory": res.get("memory_limit", "2Gi")},
@@ -198,11 +233,24 @@ class MosquittoBroker(pulumi.ComponentResource):
             {"name": "auth", "secret": {"secretName": auth_secret.metadata["name"], "defaultMode": 0o440}},
             {"name": "certs", "secret": {"secretName": tls_secret.metadata["name"], "defaultMode": 0o440}},
         ]
+        bridge = args.get("bridge_certificate")
+        if clustered and bridge is not None:
+            bridge_secret = k8s.core.v1.Secret(
+                f"{name}-bridge", metadata=meta(f"{name}-bridge"), type="kubernetes.io/tls",
+                string_data={"ca.crt": args["ca_cert_pem"], "tls.crt": bridge.cert_pem,
+                             "tls.key": pulumi.Output.secret(bridge.key_pem)}, opts=child)
+            container["volumeMounts"].append({"name": "bridge", "mountPath": BRIDGE_CERT_DIR, "readOnly": True})
+            volumes.append({"name": "bridge", "secret": {"secretName": bridge_secret.metadata["name"],
+                                                         "defaultMode": 0o440}})
+            tls_hash = pulumi.Output.unsecret(pulumi.Output.all(tls_hash, bridge.cert_pem).apply(
+                lambda parts: content_hash(*parts)))
         claims = []
         if settings.get("persistence", True):
             claim_spec: dict = {"accessModes": ["ReadWriteOnce"],
                                 "resources": {"requests": {"storage": args.get("storage_size", "20Gi")}}}
-            if args.get("storage_class"):
+            if args.get("storage_volume_prefix"):
+                claim_spec["storageClassName"] = ""  # bind to the pre-provisioned volume of this ordinal
+            elif args.get("storage_class"):
                 claim_spec["storageClassName"] = args["storage_class"]
             claims.append({"metadata": {"name": "data", "labels": sel}, "spec": claim_spec})
         else:
@@ -215,7 +263,8 @@ class MosquittoBroker(pulumi.ComponentResource):
             metadata=meta(name),
             spec={
                 "serviceName": headless,
-                "replicas": replicas,
+                # with an autoscaler the HPA owns the replica count; Pulumi must not reset it on every `up`
+                "replicas": None if _autoscaled(args) else replicas,
                 "podManagementPolicy": "Parallel",
                 "updateStrategy": {"type": "RollingUpdate"},
                 "selector": {"matchLabels": sel},
@@ -244,15 +293,31 @@ class MosquittoBroker(pulumi.ComponentResource):
             f"{name}-pdb", metadata=meta(name),
             spec={"maxUnavailable": 1, "selector": {"matchLabels": sel}}, opts=child)
 
+        ingress = [{"ports": [{"port": lst["port"], "protocol": "TCP"} for lst in listeners]}]
+        egress = [{"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}]
+        if internal_port:
+            peers = [{"podSelector": {"matchLabels": sel}}]
+            clients = peers + [{"podSelector": {"matchLabels": dict(s)}} for s in args.get("internal_clients", ())]
+            ingress.append({"from": clients, "ports": [{"port": internal_port, "protocol": "TCP"}]})
+            egress.append({"to": peers, "ports": [{"port": internal_port, "protocol": "TCP"}]})
         k8s.networking.v1.NetworkPolicy(
             f"{name}-netpol", metadata=meta(name),
-            spec={
-                "podSelector": {"matchLabels": sel},
-                "policyTypes": ["Ingress", "Egress"],
-                "ingress": [{"ports": [{"port": lst["port"], "protocol": "TCP"} for lst in listeners]}],
-                "egress": [{"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}],
-            },
+            spec={"podSelector": {"matchLabels": sel}, "policyTypes": ["Ingress", "Egress"],
+                  "ingress": ingress, "egress": egress},
             opts=child)
+
+        scaling = args.get("autoscaling")
+        if _autoscaled(args):
+            k8s.autoscaling.v2.HorizontalPodAutoscaler(
+                f"{name}-hpa", metadata=meta(name),
+                spec={"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": name},
+                      "minReplicas": scaling["min_replicas"], "maxReplicas": scaling["max_replicas"],
+                      "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                          "type": "Utilization", "averageUtilization": scaling.get("target_cpu_percent", 60)}}}],
+                      # scale down slowly: a removed broker disconnects its clients
+                      "behavior": {"scaleDown": {"stabilizationWindowSeconds": 600,
+                                                 "policies": [{"type": "Pods", "value": 1, "periodSeconds": 300}]}}},
+                opts=child)
 
         self.namespace = ns
         self.service_name = name
@@ -260,6 +325,11 @@ class MosquittoBroker(pulumi.ComponentResource):
         self.endpoints = {
             lst["name"]: f"{_scheme(lst)}://{name}.{ns}.svc.cluster.local:{lst['port']}" for lst in listeners}
         self.register_outputs({"service_name": name, "endpoints": self.endpoints, "credentials": self.credentials})
+
+
+def _autoscaled(args: MosquittoBrokerArgs) -> bool:
+    scaling = args.get("autoscaling")
+    return bool(scaling) and scaling["max_replicas"] > scaling["min_replicas"]
 
 
 def _scheme(lst) -> str:
@@ -270,5 +340,4 @@ def _scheme(lst) -> str:
 def pod_dns_names(name: str, namespace: str, replicas: int) -> list[str]:
     """Every name a client may use for the brokers: the Service's forms and each pod's stable DNS name."""
     svc = [name, f"{name}.{namespace}", f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local"]
-    pods = [f"{name}-{i}.{name}-headless.{namespace}.svc.cluster.local" for i in range(replicas)]
-    return svc + pods
+    return svc + [pod_dns_name(name, namespace, i) for i in range(replicas)]

@@ -16,6 +16,7 @@ DATA_DIR = "/mosquitto/data"
 HEALTH_PORT = 1880
 HEALTH_TOPIC = "$SYS/broker/uptime"
 HEALTH_ACL = f"topic read {HEALTH_TOPIC}\n"
+BRIDGE_CERT_DIR = "/mosquitto/bridge"
 
 
 class ListenerSpec(TypedDict, total=False):
@@ -31,8 +32,17 @@ class ListenerSpec(TypedDict, total=False):
     """mTLS: clients must present a certificate from our CA; its CN becomes the user name."""
 
 
+class BridgeSpec(TypedDict, total=False):
+    upstreams: Sequence[str]
+    """host:port of every lower ordinal, in order: the bridge joins the lowest one alive (a star, loop-free)."""
+    client_id: str
+    """Unique per pod; the certificate CN (shared by all bridges) is the identity the ACL sees."""
+
+
 class BrokerSettings(TypedDict, total=False):
     listeners: Sequence[ListenerSpec]
+    internal_port: int
+    """mTLS listener for bridges and frontend health checks (clustered estates only)."""
     allow_anonymous: bool
     persistence: bool
     autosave_interval: int
@@ -86,7 +96,44 @@ def render_mosquitto_conf(settings: BrokerSettings) -> str:
     lines += ["", "# health: loopback only, anonymous read of the uptime topic for the exec probe",
               f"listener {HEALTH_PORT} 127.0.0.1", "protocol mqtt", "max_connections 8",
               "allow_anonymous true", f"acl_file {CONFIG_DIR}/health.acl"]
-    for lst in settings["listeners"]:
+    listeners = list(settings["listeners"])
+    if settings.get("internal_port"):
+        listeners.append({"name": "internal", "port": settings["internal_port"], "tls": True,
+                          "tls_version": "tlsv1.2", "require_certificate": True})
+    for lst in listeners:
         lines.append("")
         lines += _listener_block(lst, settings)
     return "\n".join(lines) + "\n"
+
+
+def render_bridge(bridge: BridgeSpec) -> str:
+    """The bridge of one pod to the brokers below it. Pod 0 has none: it is the hub while it lives.
+
+    Every pod bridges `#` both ways to the lowest live ordinal below it, so the brokers always form a star
+    around the lowest live ordinal: each message crosses at most two bridges and never comes back (the
+    hub does not echo to the bridge it came from: try_private marks bridge connections).
+    """
+    if not bridge.get("upstreams"):
+        return ""
+    return "\n".join([
+        "",
+        "# bridge: join the lowest live broker below this one (star topology, loop-free)",
+        "connection estate-star",
+        f"address {' '.join(bridge['upstreams'])}",
+        "round_robin false",
+        "topic # both 2",
+        "bridge_protocol_version mqttv311",
+        "try_private true",
+        "cleansession false",
+        f"remote_clientid {bridge['client_id']}",
+        f"local_clientid {bridge['client_id']}.local",
+        "notifications false",
+        "keepalive_interval 10",
+        "restart_timeout 1 5",
+        "start_type automatic",
+        f"bridge_cafile {CERT_DIR}/ca.crt",
+        f"bridge_certfile {BRIDGE_CERT_DIR}/tls.crt",
+        f"bridge_keyfile {BRIDGE_CERT_DIR}/tls.key",
+        "bridge_tls_version tlsv1.2",
+        "bridge_insecure false",
+    ]) + "\n"

@@ -58,9 +58,9 @@ def cmd_up(args) -> int:
     print(f"rendered {len(result.objects)} Kubernetes objects to {result.out}")
     with LocalEstate(result, DEFAULT_LOCAL_DIR.resolve()) as local:
         path = local.write_connection_file()
-        for broker in local.brokers:
-            for lst in broker.listeners:
-                print(f"  {broker.pod:<16} {lst['name']:<16} {lst['url']}")
+        for proc in local.processes:
+            for lst in proc.listeners:
+                print(f"  {proc.pod:<22} {lst['name']:<16} {lst['url']}")
         print(f"connection file: {path}")
         if args.smoke:
             checks = run_smoke(json.loads(path.read_text()))
@@ -69,9 +69,9 @@ def cmd_up(args) -> int:
         print("estate is up; Ctrl-C stops it")
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         try:
-            while all(b.process.poll() is None for b in local.brokers):
+            while all(p.process.poll() is None for p in local.processes):
                 time.sleep(0.5)
-            print("a broker exited; stopping", file=sys.stderr)
+            print("a process exited; stopping", file=sys.stderr)
             return EXIT_FAILED
         except KeyboardInterrupt:
             print("stopping")

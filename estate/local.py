@@ -1,7 +1,8 @@
-"""`estate up --local`: boot the rendered brokers as real mosquitto processes on 127.0.0.1.
+"""`estate up --local`: boot the rendered estate as real processes on 127.0.0.1.
 
-Each pod becomes a directory holding exactly the files its volumes would hold; mosquitto.conf is changed
-only in listener addresses/ports and mount paths. Every process started here is stopped on exit.
+Each pod becomes a directory holding exactly the files its volumes would hold. mosquitto.conf and
+haproxy.cfg change only in listener/bind addresses and ports, bridge/server/peer addresses and mount paths.
+Every process started here is stopped on exit, on success and on failure.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import resource
 import shutil
 import socket
 import subprocess
@@ -17,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from estate.haproxy_files import frontend_ports, rewrite_haproxy_cfg
 from estate.manifests import pod_files, workloads
 from estate.mosquitto_files import parse_listeners, rewrite_conf
 from estate.output import write_file
@@ -33,29 +36,54 @@ def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float =
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"mosquitto exited with {proc.returncode}: {log.read_text()[-2000:]}")
+            raise RuntimeError(f"{log.parent.name} exited with {proc.returncode}: {log.read_text()[-2000:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.02)
-    raise RuntimeError(f"mosquitto did not listen on 127.0.0.1:{port} within {timeout} s")
+    raise RuntimeError(f"{log.parent.name} did not listen on 127.0.0.1:{port} within {timeout} s")
 
 
 @dataclass
-class LocalBroker:
+class LocalProcess:
     pod: str
+    kind: str
+    """broker or frontend"""
     directory: Path
-    process: subprocess.Popen
+    process: subprocess.Popen | None = None
     listeners: list[dict] = field(default_factory=list)
     health_port: int = 0
+    ports: dict[int, int] = field(default_factory=dict)
+    """pod port -> local port"""
+    command: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
 
 
-def _mosquitto_container(workload: dict) -> dict | None:
-    for container in workload["spec"]["template"]["spec"]["containers"]:
-        if container.get("command", [""])[0] == "mosquitto":
-            return container
-    return None
+def _container(workload: dict) -> dict:
+    return workload["spec"]["template"]["spec"]["containers"][0]
+
+
+def _replicas(workload: dict, objects: list[dict]) -> int:
+    """The StatefulSet's replicas, or its autoscaler's minimum when the HPA owns the count."""
+    if "replicas" in workload["spec"]:
+        return int(workload["spec"]["replicas"])
+    for obj in objects:
+        if obj["kind"] == "HorizontalPodAutoscaler" and obj["spec"]["scaleTargetRef"]["name"] == workload["metadata"]["name"]:
+            return int(obj["spec"]["minReplicas"])
+    return 1
+
+
+def _pod_dns(workload: dict, ordinal: int) -> str:
+    meta = workload["metadata"]
+    return f"{meta['name']}-{ordinal}.{workload['spec']['serviceName']}.{meta.get('namespace', 'default')}.svc.cluster.local"
+
+
+def _expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion in container commands."""
+    for key, value in env.items():
+        text = text.replace(f"$({key})", value)
+    return text
 
 
 def _hand_to_mosquitto_user(directory: Path) -> None:
@@ -66,10 +94,13 @@ def _hand_to_mosquitto_user(directory: Path) -> None:
         entry = pwd.getpwnam("mosquitto")
     except KeyError:
         return
-    os.chown(directory.parent, entry.pw_uid, entry.pw_gid)
     for root, dirs, files in os.walk(directory):
         for name in [root, *[os.path.join(root, d) for d in dirs], *[os.path.join(root, f) for f in files]]:
             os.chown(name, entry.pw_uid, entry.pw_gid)
+
+
+def _scheme(protocol: str, tls: bool) -> str:
+    return ("wss" if tls else "ws") if protocol == "websockets" else ("mqtts" if tls else "mqtt")
 
 
 class LocalEstate:
@@ -78,10 +109,16 @@ class LocalEstate:
     def __init__(self, rendered: Render, workdir: Path):
         self.rendered = rendered
         self.workdir = workdir
-        self.brokers: list[LocalBroker] = []
+        self.brokers: list[LocalProcess] = []
+        self.frontends: list[LocalProcess] = []
         # Pod directories live in a fresh directory under the system temp dir: when run as root, mosquitto
         # drops to its own user, which must be able to reach them (a 0700 parent such as pytest's would not do).
         self.pods_dir: Path | None = None
+        self.unused_port = 0
+
+    @property
+    def processes(self) -> list[LocalProcess]:
+        return self.brokers + self.frontends
 
     def __enter__(self) -> "LocalEstate":
         try:
@@ -94,70 +131,155 @@ class LocalEstate:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    # -- planning: every pod's local ports are known before anything starts (bridges point at lower pods)
+    def _plan(self):
+        objects = self.rendered.objects
+        addresses: dict[tuple[str, int], int] = {}
+        plans = []
+        for workload in workloads(objects):
+            container = _container(workload)
+            files = pod_files(objects, workload)
+            is_frontend = any(path.endswith("/haproxy.cfg") for path in files)
+            for ordinal in range(_replicas(workload, objects)):
+                pod = f"{workload['metadata']['name']}-{ordinal}"
+                env = {"POD_NAME": pod}
+                proc = LocalProcess(pod, "frontend" if is_frontend else "broker", self.pods_dir / pod, env=env)
+                if is_frontend:
+                    cfg = next(content for path, (content, _) in files.items() if path.endswith("/haproxy.cfg"))
+                    pod_ports = [p["containerPort"] for p in container.get("ports", [])]
+                else:
+                    conf_path = _expand(container["command"][container["command"].index("-c") + 1], env)
+                    pod_ports = [lst.port for lst in parse_listeners(files[conf_path][0])]
+                proc.ports = {port: free_port() for port in pod_ports}
+                for port, local in proc.ports.items():
+                    addresses[(_pod_dns(workload, ordinal), port)] = local
+                plans.append((proc, workload, container, files))
+        return plans, addresses
+
     def start(self) -> None:
         if self.workdir.exists():
             shutil.rmtree(self.workdir)
         self.workdir.mkdir(parents=True)
         self.pods_dir = Path(tempfile.mkdtemp(prefix="mqtt-estate-pods-"))
-        for workload in workloads(self.rendered.objects):
-            container = _mosquitto_container(workload)
-            if container is None:
-                continue
-            files = pod_files(self.rendered.objects, workload)
-            conf_path = container["command"][container["command"].index("-c") + 1]
-            for ordinal in range(int(workload["spec"].get("replicas", 1))):
-                self._start_pod(f"{workload['metadata']['name']}-{ordinal}", container, files, conf_path)
+        self.pods_dir.chmod(0o711)  # traversable by the broker's user; each pod directory is its own
+        self.unused_port = free_port()
+        plans, addresses = self._plan()
+        for proc, workload, container, files in plans:
+            if proc.kind == "broker":
+                self._start_broker(proc, container, files, addresses)
+        for proc, workload, container, files in plans:
+            if proc.kind == "frontend":
+                self._start_frontend(proc, workload, container, files, addresses)
 
-    def _start_pod(self, pod: str, container: dict, files: dict, conf_path: str) -> None:
-        directory = self.pods_dir / pod
-        mounts = {m["mountPath"].rstrip("/"): str(directory / m["mountPath"].strip("/"))
+    def _write_pod_files(self, proc: LocalProcess, container: dict, files: dict) -> dict[str, str]:
+        mounts = {m["mountPath"].rstrip("/"): str(proc.directory / m["mountPath"].strip("/"))
                   for m in container.get("volumeMounts", [])}
-        for mount_path, local in mounts.items():
+        for local in mounts.values():
             Path(local).mkdir(parents=True, exist_ok=True)
         for path, (content, secret) in files.items():
-            write_file(directory / path.lstrip("/"), content, secret)
+            write_file(proc.directory / path.lstrip("/"), content, secret)
+        return mounts
+
+    def _start_broker(self, proc: LocalProcess, container: dict, files: dict, addresses) -> None:
+        mounts = self._write_pod_files(proc, container, files)
+        conf_path = _expand(container["command"][container["command"].index("-c") + 1], proc.env)
         conf = files[conf_path][0]
+        local_conf = proc.directory / "local-mosquitto.conf"
+        write_file(local_conf, rewrite_conf(conf, proc.ports, mounts, addresses))
+        _hand_to_mosquitto_user(proc.directory)
+        proc.command = ["mosquitto", "-c", str(local_conf)]
+        self._launch(proc)
         listeners = parse_listeners(conf)
-        ports = {lst.port: free_port() for lst in listeners}
-        local_conf = directory / "local-mosquitto.conf"
-        write_file(local_conf, rewrite_conf(conf, ports, mounts))
-        _hand_to_mosquitto_user(directory)
-        log = directory / "mosquitto.log"
-        with open(log, "w") as handle:
-            proc = subprocess.Popen(["mosquitto", "-c", str(local_conf)], stdout=handle, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
-        broker = LocalBroker(pod, directory, proc)
-        self.brokers.append(broker)
         # mosquitto opens every listener before it serves any, so the plain health listener tells readiness
         # without a TLS handshake that would only add errors to the log.
         health = next(lst for lst in listeners if lst.bind == "127.0.0.1")
-        wait_for_port(ports[health.port], proc, log)
+        proc.health_port = proc.ports[health.port]
+        wait_for_port(proc.health_port, proc.process, proc.directory / "process.log")
         for lst in listeners:
             if lst.bind == "127.0.0.1":
-                broker.health_port = ports[lst.port]
                 continue
-            scheme = ("wss" if lst.tls else "ws") if lst.protocol == "websockets" else ("mqtts" if lst.tls else "mqtt")
-            broker.listeners.append({"name": lst.name, "url": f"{scheme}://127.0.0.1:{ports[lst.port]}",
-                                     "host": "127.0.0.1", "port": ports[lst.port], "pod_port": lst.port,
-                                     "transport": "websockets" if lst.protocol == "websockets" else "tcp",
-                                     "tls": lst.tls, "mtls": lst.mtls,
-                                     "allow_anonymous": lst.settings.get("allow_anonymous") == "true"})
+            proc.listeners.append(self._listener(lst.name, proc.ports[lst.port], lst.port, lst.protocol, lst.tls,
+                                                 lst.mtls, lst.settings.get("allow_anonymous") == "true"))
+
+    def _start_frontend(self, proc: LocalProcess, workload: dict, container: dict, files: dict, addresses) -> None:
+        mounts = self._write_pod_files(proc, container, files)
+        cfg_pod_path = next(path for path in files if path.endswith("/haproxy.cfg"))
+        cfg = files[cfg_pod_path][0]
+        peers = {host: local for (host, port), local in addresses.items() if port == 10000}
+        servers = {key: local for key, local in addresses.items()}
+        local_cfg = proc.directory / "local-haproxy.cfg"
+        fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        write_file(local_cfg, rewrite_haproxy_cfg(cfg, proc.ports, servers, peers, mounts, self.unused_port,
+                                                  fd_limit if fd_limit != resource.RLIM_INFINITY else None))
+        secrets = self._frontend_secret_env(container)
+        script = str(proc.directory / cfg_pod_path.lstrip("/")).replace("haproxy.cfg", "start.sh")
+        proc.command = ["/bin/sh", script]
+        proc.env = {**proc.env, **secrets, "HAPROXY_CFG": str(local_cfg), "HAPROXY_RUN_DIR": mounts["/tmp"],
+                    "PEER_NAME": proc.pod, "PEER_WAIT_SECONDS": "0"}
+        self._launch(proc)
+        ports = frontend_ports(cfg)
+        for name, (port, tls) in ports.items():
+            wait_for_port(proc.ports[port], proc.process, proc.directory / "process.log")
+            broker_listener = next((l for b in self.brokers for l in b.listeners if l["name"] == name), {})
+            proc.listeners.append(self._listener(name, proc.ports[port], port, "mqtt", tls,
+                                                 broker_listener.get("mtls", False),
+                                                 broker_listener.get("allow_anonymous", False)))
+
+    def _frontend_secret_env(self, container: dict) -> dict[str, str]:
+        """Environment from secretKeyRef, as the kubelet would inject it."""
+        secrets = {o["metadata"]["name"]: o for o in self.rendered.objects if o["kind"] == "Secret"}
+        env = {}
+        for item in container.get("env", []):
+            ref = (item.get("valueFrom") or {}).get("secretKeyRef")
+            if ref:
+                env[item["name"]] = secrets[ref["name"]]["stringData"][ref["key"]]
+        return env
+
+    @staticmethod
+    def _listener(name, port, pod_port, protocol, tls, mtls, anonymous) -> dict:
+        return {"name": name, "url": f"{_scheme(protocol, tls)}://127.0.0.1:{port}", "host": "127.0.0.1",
+                "port": port, "pod_port": pod_port, "transport": "websockets" if protocol == "websockets" else "tcp",
+                "tls": tls, "mtls": mtls, "allow_anonymous": anonymous}
+
+    def _launch(self, proc: LocalProcess) -> None:
+        proc.directory.mkdir(parents=True, exist_ok=True)
+        log = proc.directory / "process.log"
+        with open(log, "w") as handle:
+            proc.process = subprocess.Popen(proc.command, stdout=handle, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True,
+                                            env={**os.environ, **proc.env})
+        (self.brokers if proc.kind == "broker" else self.frontends).append(proc)
+
+    def kill(self, pod: str) -> None:
+        """kill -9 one pod's process (failover tests)."""
+        proc = next(p for p in self.processes if p.pod == pod)
+        proc.process.kill()
+        proc.process.wait()
+
+    def restart(self, pod: str) -> None:
+        proc = next(p for p in self.processes if p.pod == pod)
+        (self.brokers if proc.kind == "broker" else self.frontends).remove(proc)
+        self._launch(proc)
+        if proc.health_port:
+            wait_for_port(proc.health_port, proc.process, proc.directory / "process.log")
 
     def stop(self) -> None:
-        for broker in self.brokers:
-            if broker.process.poll() is None:
-                broker.process.terminate()
-        for broker in self.brokers:
+        for proc in self.processes:
+            if proc.process is not None and proc.process.poll() is None:
+                os.killpg(proc.process.pid, 15)
+        for proc in self.processes:
+            if proc.process is None:
+                continue
             try:
-                broker.process.wait(timeout=5)
+                proc.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                broker.process.kill()
-                broker.process.wait()
+                os.killpg(proc.process.pid, 9)
+                proc.process.wait()
         if self.pods_dir is not None:
             shutil.rmtree(self.pods_dir, ignore_errors=True)
 
     def write_connection_file(self) -> Path:
-        """Everything a client needs: listener URLs, CA, a demo client certificate and a credentials file."""
+        """Everything a client needs: listener URLs, CA, client certificates and a credentials file."""
         registry = self.rendered.registry
         out = self.workdir
         certs = {}
@@ -172,11 +294,17 @@ class LocalEstate:
         ca_file = out / "ca.crt"
         write_file(ca_file, registry.stack_outputs.get("caCertPem", ""))
         credentials = out / "credentials.json"
-        write_file(credentials, json.dumps(registry.stack_outputs.get("credentials") or {}, indent=2, sort_keys=True) + "\n",
-                   secret=True)
+        write_file(credentials, json.dumps(registry.stack_outputs.get("credentials") or {}, indent=2, sort_keys=True)
+                   + "\n", secret=True)
         users = registry.stack_outputs.get("users") or []
         admins = [u["name"] for u in users if u["role"] == "admin"]
         demo_cert = next((u for u in admins if u in certs), next(iter(sorted(certs)), None))
+
+        def describe(proc: LocalProcess) -> dict:
+            return {"pod": proc.pod, "pid": proc.process.pid, "listeners": proc.listeners,
+                    "health_port": proc.health_port, "log": str(proc.directory / "process.log")}
+
+        entry = self.frontends[0] if self.frontends else (self.brokers[0] if self.brokers else None)
         connection = {
             "stack": self.rendered.stack,
             "ca_file": str(ca_file),
@@ -184,9 +312,10 @@ class LocalEstate:
             "users": users,
             "client_certificates": certs,
             "demo_client": {"username": demo_cert, **certs[demo_cert]} if demo_cert else None,
-            "brokers": [{"pod": b.pod, "pid": b.process.pid, "listeners": b.listeners, "health_port": b.health_port,
-                         "log": str(b.directory / "mosquitto.log")} for b in self.brokers],
-            "listeners": self.brokers[0].listeners if self.brokers else [],
+            "brokers": [describe(p) for p in self.brokers],
+            "frontends": [describe(p) for p in self.frontends],
+            "entry": entry.pod if entry else None,
+            "listeners": entry.listeners if entry else [],
         }
         path = out / "connection.json"
         write_file(path, json.dumps(connection, indent=2) + "\n")

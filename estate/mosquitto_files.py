@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+
+from estate.mounts import rewrite_paths
 from dataclasses import dataclass, field
 
 
@@ -46,15 +48,22 @@ def parse_listeners(conf: str) -> list[ListenerInfo]:
     return listeners
 
 
-def rewrite_conf(conf: str, ports: dict[int, int], paths: dict[str, str]) -> str:
-    """Bind every listener to 127.0.0.1 on its new port and point every mounted path at its local copy."""
+def rewrite_conf(conf: str, ports: dict[int, int], paths: dict[str, str],
+                 addresses: dict[tuple[str, int], int] | None = None) -> str:
+    """Bind every listener to 127.0.0.1 on its new port, point bridge addresses at the local brokers and
+    every mounted path at its local copy."""
     out = []
     for line in conf.splitlines():
         match = re.match(r"^listener\s+(\d+)(\s+\S+)?\s*$", line)
         if match:
             line = f"listener {ports[int(match.group(1))]} 127.0.0.1"
+        elif line.startswith("address "):
+            targets = []
+            for target in line.split()[1:]:
+                host, _, port = target.rpartition(":")
+                targets.append(f"127.0.0.1:{(addresses or {})[(host, int(port))]}")
+            line = "address " + " ".join(targets)
         else:
-            for pod_path, local_path in sorted(paths.items(), key=lambda kv: -len(kv[0])):
-                line = re.sub(rf"(?<=\s){re.escape(pod_path)}(?=/|$)", local_path, line)
+            line = rewrite_paths(line, paths)
         out.append(line)
     return "\n".join(out) + "\n"

@@ -7,7 +7,14 @@ from typing import Callable, Optional
 
 import pulumi
 
-from components.broker import BrokerUserArgs, MosquittoBroker, pod_dns_names
+import math
+
+from components.broker import APP as BROKER_APP
+from components.broker import BrokerUserArgs, MosquittoBroker, pod_dns_name, pod_dns_names
+from components.haproxy import APP as FRONTEND_APP
+from components.haproxy import HaProxyFrontend
+from components.kube import selector
+from components.nfs import NfsStorage
 from components.pki import Pki
 from stacks.model import SECRET_KEY_PREFIX, Estate
 
@@ -18,6 +25,13 @@ SecretLookup = Callable[[str], Optional[pulumi.Output[str]]]
 class EstateResources:
     pki: Pki
     broker: MosquittoBroker
+    frontend: Optional[HaProxyFrontend] = None
+    storage: Optional[NfsStorage] = None
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        """Where clients connect: the frontend when there is one, else the broker Service."""
+        return self.frontend.endpoints if self.frontend else self.broker.endpoints
 
 
 def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
@@ -27,6 +41,8 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
     name = broker_cfg.name
     namespace = estate.namespace.name
     cert_users = [u.name for u in estate.users if u.auth in ("certificate", "both")]
+    bridge_user, check_user = f"{name}-bridge", f"{name}-frontend-check"
+    internal_users = ([bridge_user] if estate.clustered else []) + ([check_user] if estate.frontend_enabled else [])
 
     pki = Pki(f"{name}-pki", {
         "organization": estate.pki.organization,
@@ -36,10 +52,10 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
         "leaf_validity_hours": estate.pki.leaf_validity_hours,
         "early_renewal_hours": estate.pki.early_renewal_hours,
         "server_common_name": f"{name}.{namespace}.svc",
-        "server_dns_names": pod_dns_names(name, namespace, estate.replicas) + list(estate.pki.extra_dns_names)
+        "server_dns_names": pod_dns_names(name, namespace, estate.max_replicas) + list(estate.pki.extra_dns_names)
         + (["localhost"] if estate.pki.loopback_sans else []),
         "server_ip_addresses": ["127.0.0.1"] if estate.pki.loopback_sans else [],
-        "client_names": cert_users,
+        "client_names": cert_users + internal_users,
         "existing_ca_cert_pem": secret("caCertPem") if estate.pki.existing_ca else None,
         "existing_ca_key_pem": secret("caKeyPem") if estate.pki.existing_ca else None,
     })
@@ -50,8 +66,18 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
         "password_login": u.auth in ("password", "both"),
         "password": secret(f"{SECRET_KEY_PREFIX}{u.name}"),
     } for u in estate.users]
+    if estate.clustered:
+        users.append({"name": bridge_user, "role": "bridge", "password_login": False})
 
     limits = broker_cfg.limits
+    ha = broker_cfg.ha
+    nfs = broker_cfg.persistence.nfs
+    storage = None
+    if nfs is not None and broker_cfg.persistence.enabled:
+        storage = NfsStorage(f"{name}-storage", {
+            "server": nfs.server, "path": nfs.path, "version": nfs.version, "namespace": namespace,
+            "statefulset": name, "count": estate.max_replicas,
+            "size": broker_cfg.persistence.size or preset.storage})
     broker = MosquittoBroker(name, {
         "namespace": namespace,
         "create_namespace": estate.namespace.create,
@@ -76,7 +102,14 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
             "max_inflight_messages": limits.max_inflight_messages,
             "max_packet_size": limits.max_packet_size,
             "max_keepalive": limits.max_keepalive,
+            "internal_port": ha.internal_port,
         },
+        "max_replicas": estate.max_replicas,
+        "autoscaling": {"min_replicas": estate.replicas, "max_replicas": estate.max_replicas,
+                        "target_cpu_percent": ha.target_cpu_percent},
+        "bridge_certificate": pki.clients.get(bridge_user),
+        "internal_clients": [selector(FRONTEND_APP, f"{name}-frontend")] if estate.frontend_enabled else [],
+        "storage_volume_prefix": name if storage else None,
         "password_iterations": broker_cfg.auth.password_iterations,
         "users": users,
         "acl_patterns": [(r.access, r.topic) for r in broker_cfg.acl.patterns],
@@ -85,9 +118,34 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
         "ca_cert_pem": pki.ca_cert_pem,
         "server_cert_pem": pki.server_cert_pem,
         "server_key_pem": pki.server_key_pem,
-        "client_certificates": pki.clients,
-        "service_type": broker_cfg.service.type,
-        "load_balancer_source_ranges": broker_cfg.service.load_balancer_source_ranges,
-    })
+        "client_certificates": {user: cert for user, cert in pki.clients.items() if user not in internal_users},
+        # with a frontend, only the frontend is exposed
+        "service_type": "ClusterIP" if estate.frontend_enabled else broker_cfg.service.type,
+        "load_balancer_source_ranges": [] if estate.frontend_enabled else broker_cfg.service.load_balancer_source_ranges,
+    }, opts=pulumi.ResourceOptions(depends_on=[storage] if storage else None))
 
-    return EstateResources(pki, broker)
+    frontend = None
+    if estate.frontend_enabled:
+        fe = estate.frontend
+        frontend = HaProxyFrontend(f"{name}-frontend", {
+            "namespace": namespace,
+            "image": fe.image,
+            "replicas": fe.replicas,
+            "ports": [{"name": lst.name, "port": lst.port, "tls": lst.tls}
+                      for lst in broker_cfg.listeners if lst.protocol == "mqtt"],
+            "broker_servers": [pod_dns_name(name, namespace, i) for i in range(estate.max_replicas)],
+            "broker_selector": selector(BROKER_APP, name),
+            "internal_port": ha.internal_port,
+            "check_name": pod_dns_name(name, namespace, 0),
+            "check_certificate": pki.clients[check_user],
+            "ca_cert_pem": pki.ca_cert_pem,
+            "topology": ha.topology,
+            # idle MQTT connections send PINGREQ every keepalive; give them 1.5x before HAProxy cuts them
+            "timeout_seconds": math.ceil(limits.max_keepalive * 1.5),
+            "maxconn": fe.maxconn,
+            "server_maxconn": limits.max_connections or preset.max_connections,
+            "service_type": fe.service.type,
+            "load_balancer_source_ranges": fe.service.load_balancer_source_ranges,
+            "resources": {k: v for k, v in fe.resources.model_dump().items() if v},
+        })
+    return EstateResources(pki, broker, frontend, storage)

@@ -82,6 +82,21 @@ def cross_checks(estate: Estate, secret_keys: Mapping[str, Any]) -> list[ConfigI
         seen_ports.setdefault(lst.port, i)
         if lst.require_certificate and not lst.tls:
             issues.append(ConfigIssue(loc + ["requireCertificate"], "true needs tls: true on the same listener"))
+    if broker.ha.internal_port in seen_ports and estate.clustered:
+        issues.append(ConfigIssue(["broker", "ha", "internalPort"],
+                                  f"{broker.ha.internal_port} is already used by listeners[{seen_ports[broker.ha.internal_port]}] (use a free port)"))
+    ha = broker.ha
+    if ha.min_replicas and ha.max_replicas and ha.max_replicas < ha.min_replicas:
+        issues.append(ConfigIssue(["broker", "ha", "maxReplicas"], f"{ha.max_replicas} is below minReplicas {ha.min_replicas}"))
+    if broker.replicas and ha.min_replicas and broker.replicas != ha.min_replicas:
+        issues.append(ConfigIssue(["broker", "replicas"], "conflicts with broker.ha.minReplicas (set only one)"))
+    if estate.frontend_enabled and not any(lst.protocol == "mqtt" for lst in broker.listeners):
+        issues.append(ConfigIssue(["frontend", "enabled"], "needs at least one listener with protocol: mqtt"))
+    if estate.frontend.enabled is False and estate.clustered:
+        issues.append(ConfigIssue(["frontend", "enabled"], "false is not allowed with more than one broker "
+                                                           "(clients must reach the tier through the frontend)"))
+    if broker.persistence.nfs and broker.persistence.storage_class:
+        issues.append(ConfigIssue(["broker", "persistence", "storageClass"], "is not allowed with nfs (volumes are bound by name)"))
     mtls = any(lst.require_certificate for lst in broker.listeners)
     if broker.service.load_balancer_source_ranges and broker.service.type != "LoadBalancer":
         issues.append(ConfigIssue(["broker", "service", "loadBalancerSourceRanges"], "is only allowed with type: LoadBalancer"))

@@ -42,6 +42,8 @@ Image = Annotated[str, _pattern(r"^[a-z0-9./_-]+(:[A-Za-z0-9._-]+|@sha256:[0-9a-
 Topic = Annotated[str, _pattern(r"^[^\s]{1,512}$", "use an MQTT topic filter without spaces")]
 GroupId = Annotated[str, _pattern(r"^[A-Za-z0-9_.-]{1,64}$", "use letters, digits, '_', '.' and '-', at most 64")]
 Cidr = Annotated[str, _pattern(r"^[0-9a-f.:]+/[0-9]{1,3}$", "use a CIDR such as 10.20.0.0/16")]
+HostName = Annotated[str, _pattern(r"^[A-Za-z0-9.:-]{1,253}$", "use a host name or IP address")]
+NfsPath = Annotated[str, _pattern(r"^/[A-Za-z0-9._/-]*$", "use an absolute export path such as /exports/mqtt")]
 DnsName = Annotated[str, _pattern(r"^[A-Za-z0-9*.-]{1,253}$", "use a DNS name such as mqtt.example.com")]
 Port = Annotated[int, Field(ge=1, le=65535)]
 PresetName = Literal["edge-broker", "standard-broker", "enterprise-broker", "ha-cluster"]
@@ -77,12 +79,21 @@ class Auth(Model):
     password_iterations: int = Field(210_000, ge=1_000, le=10_000_000)
 
 
+class Nfs(Model):
+    """Static NFS volumes, one directory per broker ordinal (the Cedalo layout); never two brokers on one path."""
+
+    server: HostName
+    path: NfsPath
+    version: Literal["3", "4", "4.1", "4.2"] = "4.1"
+
+
 class Persistence(Model):
     enabled: bool = True
     autosave_interval: int = Field(60, ge=1, le=86_400)
     session_expiry: Duration = "7d"
     storage_class: Optional[DnsLabel] = None
     size: Optional[Quantity] = None
+    nfs: Optional[Nfs] = None
 
 
 class Limits(Model):
@@ -128,6 +139,27 @@ class Acl(Model):
     sparkplug: Optional[SparkplugAcl] = None
 
 
+class HighAvailability(Model):
+    """How several brokers behave as one: bridged into a star around the lowest live ordinal."""
+
+    topology: Literal["active-active", "active-standby"] = "active-active"
+    min_replicas: Optional[int] = Field(None, ge=1, le=64)
+    max_replicas: Optional[int] = Field(None, ge=1, le=64)
+    target_cpu_percent: int = Field(60, ge=10, le=95)
+    internal_port: Port = 1884
+
+
+class Frontend(Model):
+    """The HAProxy tier in front of the brokers (on by default when there is more than one broker)."""
+
+    enabled: Optional[bool] = None
+    replicas: int = Field(2, ge=2, le=16)
+    image: Image = "haproxy:2.8.16"
+    maxconn: int = Field(20_000, ge=100, le=1_000_000)
+    service: Service = Service()
+    resources: Resources = Resources()
+
+
 class Broker(Model):
     name: DnsLabel = "mosquitto"
     preset: PresetName = "standard-broker"
@@ -140,6 +172,7 @@ class Broker(Model):
     resources: Resources = Resources()
     service: Service = Service()
     acl: Acl = Acl()
+    ha: HighAvailability = HighAvailability()
 
 
 class User(Model):
@@ -183,6 +216,7 @@ class Estate(Model):
     broker: Broker = Broker()
     pki: Pki = Pki()
     users: list[User] = []
+    frontend: Frontend = Frontend()
 
     @property
     def preset(self):
@@ -190,7 +224,20 @@ class Estate(Model):
 
     @property
     def replicas(self) -> int:
-        return self.broker.replicas or self.preset.replicas
+        return self.broker.replicas or self.broker.ha.min_replicas or self.preset.replicas
+
+    @property
+    def max_replicas(self) -> int:
+        """Autoscaling maximum: every per-pod name (certificate SANs, HAProxy servers) is made for this many."""
+        return max(self.broker.ha.max_replicas or 0, self.replicas)
+
+    @property
+    def clustered(self) -> bool:
+        return self.max_replicas > 1
+
+    @property
+    def frontend_enabled(self) -> bool:
+        return self.frontend.enabled if self.frontend.enabled is not None else self.clustered
 
 
 TOP_LEVEL_KEYS = tuple(to_camel(k) for k in Estate.model_fields)

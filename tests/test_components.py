@@ -85,9 +85,11 @@ def test_statefulset_is_restricted_and_probed(registry):
 
 
 def test_no_secret_in_configmap(registry):
-    conf = obj(registry, "b-config")["data"]["mosquitto.conf"]
-    assert "BEGIN" not in conf and "$7$" not in conf
-    assert "allow_anonymous false" in conf and "per_listener_settings true" in conf
+    data = obj(registry, "b-config")["data"]
+    assert sorted(data) == ["b-0.conf", "b-1.conf", "health.acl"]  # one file per pod ordinal when clustered
+    for conf in data.values():
+        assert "BEGIN" not in conf and "$7$" not in conf
+    assert "allow_anonymous false" in data["b-0.conf"] and "per_listener_settings true" in data["b-0.conf"]
 
 
 def test_password_file_uses_pbkdf2_sha512_hashes(registry):

@@ -52,7 +52,7 @@ CASES = [
             name: mosquitto
         """,
         "bad.yaml: mqtt-estate:brokr: unknown key "
-        "(allowed: namespace, broker, pki, users, password-<user>, caCertPem, caKeyPem)",
+        "(allowed: namespace, broker, pki, users, frontend, password-<user>, caCertPem, caKeyPem)",
     ),
     (
         "unknown-nested-key-lists-allowed-keys",
@@ -63,7 +63,7 @@ CASES = [
               - {name: mqtt, port: 1883}
         """,
         "bad.yaml: mqtt-estate:broker.listner: unknown key (allowed: name, preset, replicas, image, listeners, "
-        "auth, persistence, limits, resources, service, acl)",
+        "auth, persistence, limits, resources, service, acl, ha)",
     ),
     (
         "unknown-listener-key-lists-allowed-keys",
@@ -567,7 +567,7 @@ def test_every_shape_error_in_one_file_gets_its_own_line(tmp_path, capsys):
     rc, err_lines, stdout = run_in_process(capsys, path, out)
     assert err_lines == [
         "bad.yaml: mqtt-estate:brokr: unknown key "
-        "(allowed: namespace, broker, pki, users, password-<user>, caCertPem, caKeyPem)",
+        "(allowed: namespace, broker, pki, users, frontend, password-<user>, caCertPem, caKeyPem)",
         "bad.yaml: mqtt-estate:broker.preset: 'huge-broker' is not allowed "
         "(use edge-broker, standard-broker, enterprise-broker or ha-cluster)",
         "bad.yaml: mqtt-estate:broker.listeners[0].port: 0 is out of range (must be >= 1)",

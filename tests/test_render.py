@@ -26,8 +26,10 @@ def test_every_object_passes_strict_schema(rendered, stack, version):
 
 
 def test_integers_stay_integers(rendered):
+    frontend = yaml.safe_load((rendered("prod").out / "k8s" / "40-statefulset-mosquitto-frontend.yaml").read_text())
+    assert frontend["spec"]["replicas"] == 2 and isinstance(frontend["spec"]["replicas"], int)
     sts = yaml.safe_load((rendered("prod").out / "k8s" / "40-statefulset-mosquitto.yaml").read_text())
-    assert sts["spec"]["replicas"] == 1 and isinstance(sts["spec"]["replicas"], int)
+    assert "replicas" not in sts["spec"]  # the HorizontalPodAutoscaler owns the count
     ports = sts["spec"]["template"]["spec"]["containers"][0]["ports"]
     assert all(isinstance(p["containerPort"], int) for p in ports)
 
@@ -78,9 +80,9 @@ def test_resource_tree_lists_every_resource(rendered):
 
 def test_pod_files_match_secret_and_configmap(rendered):
     out = rendered("prod").out
-    conf = (out / "files/mosquitto/mosquitto/config/mosquitto.conf").read_text()
-    cm = yaml.safe_load(next((out / "k8s").glob("20-configmap-*.yaml")).read_text())
-    assert cm["data"]["mosquitto.conf"] == conf
+    conf = (out / "files/mosquitto/mosquitto/config/mosquitto-1.conf").read_text()
+    cm = yaml.safe_load(next((out / "k8s").glob("20-configmap-mosquitto-config-*.yaml")).read_text())
+    assert cm["data"]["mosquitto-1.conf"] == conf
     secret = yaml.safe_load((out / "k8s/20-secret-mosquitto-auth.yaml").read_text())
     assert secret["stringData"]["passwd"] == (out / "files/mosquitto/mosquitto/auth/passwd").read_text()
 
