@@ -132,7 +132,7 @@ def render_haproxy_cfg(s: HaProxySettings) -> str:
             f"    tcp-check send-binary {DISCONNECT_HEX}",
             f"    default-server init-addr none resolvers cluster check check-ssl port {s['check_port']} "
             f"crt {CERT_DIR}/check.pem ca-file {CERT_DIR}/ca.crt verify required verifyhost {s['check_name']} "
-            f"inter 1s fastinter 250ms fall 2 rise 2 observe layer4 error-limit 1 on-error mark-down "
+            f"inter 1s fastinter 250ms fall 2 rise 2 observe layer4 error-limit 1 on-error fastinter "
             f"on-marked-down shutdown-sessions maxconn {s['server_maxconn']}",
         ]
         lines += [f"    server b{i} {server}:{port['port']}" for i, server in enumerate(s["servers"])]

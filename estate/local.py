@@ -26,10 +26,16 @@ from estate.output import write_file
 from estate.render import Render
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_port(taken: set[int] | None = None) -> int:
+    """A port free on 127.0.0.1 now and not handed out before in this run."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if taken is None or port not in taken:
+            if taken is not None:
+                taken.add(port)
+            return port
 
 
 def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 10.0) -> None:
@@ -115,6 +121,7 @@ class LocalEstate:
         # drops to its own user, which must be able to reach them (a 0700 parent such as pytest's would not do).
         self.pods_dir: Path | None = None
         self.unused_port = 0
+        self.taken_ports: set[int] = set()
 
     @property
     def processes(self) -> list[LocalProcess]:
@@ -150,7 +157,7 @@ class LocalEstate:
                 else:
                     conf_path = _expand(container["command"][container["command"].index("-c") + 1], env)
                     pod_ports = [lst.port for lst in parse_listeners(files[conf_path][0])]
-                proc.ports = {port: free_port() for port in pod_ports}
+                proc.ports = {port: free_port(self.taken_ports) for port in pod_ports}
                 for port, local in proc.ports.items():
                     addresses[(_pod_dns(workload, ordinal), port)] = local
                 plans.append((proc, workload, container, files))
@@ -162,7 +169,7 @@ class LocalEstate:
         self.workdir.mkdir(parents=True)
         self.pods_dir = Path(tempfile.mkdtemp(prefix="mqtt-estate-pods-"))
         self.pods_dir.chmod(0o711)  # traversable by the broker's user; each pod directory is its own
-        self.unused_port = free_port()
+        self.unused_port = free_port(self.taken_ports)
         plans, addresses = self._plan()
         for proc, workload, container, files in plans:
             if proc.kind == "broker":
@@ -301,8 +308,11 @@ class LocalEstate:
         demo_cert = next((u for u in admins if u in certs), next(iter(sorted(certs)), None))
 
         def describe(proc: LocalProcess) -> dict:
-            return {"pod": proc.pod, "pid": proc.process.pid, "listeners": proc.listeners,
-                    "health_port": proc.health_port, "log": str(proc.directory / "process.log")}
+            found = {"pod": proc.pod, "pid": proc.process.pid, "listeners": proc.listeners,
+                     "health_port": proc.health_port, "log": str(proc.directory / "process.log")}
+            if proc.kind == "frontend":
+                found["runtime_socket"] = str(proc.directory / "tmp" / "haproxy.sock")
+            return found
 
         entry = self.frontends[0] if self.frontends else (self.brokers[0] if self.brokers else None)
         connection = {

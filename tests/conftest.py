@@ -21,6 +21,10 @@ def state_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("estate-state")
 
 
+TEST_STACKS = {"ha": ROOT / "tests" / "stacks" / "ha.yaml"}
+"""Stacks that exist for tests only (the shipped ones are Pulumi.<stack>.yaml)."""
+
+
 @pytest.fixture(scope="session")
 def rendered(tmp_path_factory, state_dir):
     """rendered(stack) -> Render, each stack rendered once per session."""
@@ -28,7 +32,8 @@ def rendered(tmp_path_factory, state_dir):
 
     def get(stack: str):
         if stack not in cache:
-            cache[stack] = render(stack, out=tmp_path_factory.mktemp(f"out-{stack}") / stack, state_dir=state_dir)
+            cache[stack] = render(stack, TEST_STACKS.get(stack), out=tmp_path_factory.mktemp(f"out-{stack}") / stack,
+                                  state_dir=state_dir)
         return cache[stack]
 
     return get

@@ -15,7 +15,7 @@ from estate.render import render
 from tests.conftest import ROOT
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod"])
+@pytest.mark.parametrize("stack", ["dev", "prod", "ha"])
 @pytest.mark.parametrize("version", ["1.29", "1.33"])
 def test_every_object_passes_strict_schema(rendered, stack, version):
     files = sorted((rendered(stack).out / "k8s").glob("*.yaml"))
