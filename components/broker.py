@@ -10,6 +10,7 @@ Rollout model (what the real pulumi-kubernetes provider does with each piece):
 
 from __future__ import annotations
 
+import asyncio
 from typing import Mapping, Optional, Sequence, TypedDict
 
 import pulumi
@@ -167,8 +168,11 @@ class MosquittoBroker(pulumi.ComponentResource):
         iterations = args.get("password_iterations", 210_000)
         acl = render_acl(users, args.get("acl_patterns", ()), args.get("factory_zones"), args.get("sparkplug", False))
         names = sorted(passwords)
+        # PBKDF2 at production iterations is slow on purpose: hash in a worker thread so several brokers'
+        # files are computed side by side instead of holding up the event loop one after another.
         passwd = pulumi.Output.all(*[passwords[n] for n in names]).apply(
-            lambda pws: password_file(dict(zip(names, pws)), scope, iterations))
+            lambda pws: asyncio.get_running_loop().run_in_executor(
+                None, password_file, dict(zip(names, pws)), scope, iterations))
         auth_secret = k8s.core.v1.Secret(
             f"{name}-auth", metadata=meta(f"{name}-auth"), type="Opaque",
             string_data={"passwd": passwd, "acl": acl}, opts=child)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from estate.engine import Registry, run_program
-from estate.manifests import kubernetes_objects, pod_files, workloads, write_manifests
+from estate.manifests import kubernetes_objects, object_index, pod_files, workloads, write_manifests
 from estate.output import staged_directory, write_file
 from estate.seed import load_or_create
 from estate.stackfile import StackFile, read_stack_file
@@ -71,8 +71,9 @@ def render(stack: str, config: Optional[Path] = None, out: Optional[Path] = None
     final = out or Path("out") / stack
     with staged_directory(final) as scratch:
         write_manifests(objects, scratch / "k8s")
+        index = object_index(objects)
         for workload in workloads(objects, ("StatefulSet", "Deployment")):
-            for mount_path, (content, secret) in sorted(pod_files(objects, workload).items()):
+            for mount_path, (content, secret) in sorted(pod_files(index, workload).items()):
                 write_file(scratch / "files" / workload["metadata"]["name"] / mount_path.lstrip("/"), content, secret)
         write_file(scratch / "resources.txt", resource_tree(registry, stack))
         write_file(scratch / "outputs.json", json.dumps(public_outputs(registry), indent=2, sort_keys=True) + "\n")

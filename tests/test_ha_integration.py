@@ -164,7 +164,9 @@ def test_p1_publisher_and_subscriber_on_different_brokers(ha, qos):
     payloads = [f"m{i}".encode() for i in range(50)]
     for payload in payloads:
         pub.c.publish(topic, payload, qos=qos)
-    assert wait_for(lambda: len(sub.received) >= len(payloads), 15)
+    arrived = wait_for(lambda: len(sub.received) >= len(payloads), 15)
+    assert arrived, f"{len(sub.received)} of {len(payloads)} arrived; missing " + str(
+        sorted(set(payloads) - {p for _, p, _ in sub.received})[:10])
     time.sleep(0.5)  # anything extra (a duplicate or a loop) would arrive now
     assert [p for _, p, _ in sub.received] == payloads  # all, once each, in order
     pub.stop()
