@@ -78,6 +78,7 @@ def render_acl(users: Iterable[AclUser], patterns: Sequence[Rule] = (),
     for user in sorted(users, key=lambda u: u["name"]):
         rules = user_rules(user, factory_zones, sparkplug)
         out.append("")
+        out.append(f"# role: {user.get('role', 'device')}")
         out.append(f"user {user['name']}")
         out += [_line(a, t) for a, t in rules] or ["# no topics granted"]
     if patterns:

@@ -7,6 +7,7 @@ never allow anonymous clients unless asked, while a loopback-only health listene
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Sequence, TypedDict
 
 CONFIG_DIR = "/mosquitto/config"
@@ -137,3 +138,73 @@ def render_bridge(bridge: BridgeSpec) -> str:
         "bridge_tls_version tlsv1.2",
         "bridge_insecure false",
     ]) + "\n"
+
+
+@dataclass
+class ListenerInfo:
+    port: int
+    bind: str | None
+    name: str = ""
+    protocol: str = "mqtt"
+    tls: bool = False
+    mtls: bool = False
+    settings: dict = field(default_factory=dict)
+
+
+def parse_listeners(conf: str) -> list[ListenerInfo]:
+    """Listener blocks in order; a `# name` comment right before `listener` names it (as we render it)."""
+    listeners: list[ListenerInfo] = []
+    last_comment = ""
+    for raw in conf.splitlines():
+        line = raw.strip()
+        if line.startswith("#"):
+            last_comment = line[1:].strip()
+            continue
+        if not line:
+            continue
+        key, _, value = line.partition(" ")
+        if key == "listener":
+            parts = value.split()
+            listeners.append(ListenerInfo(int(parts[0]), parts[1] if len(parts) > 1 else None,
+                                          last_comment.split(":")[0]))
+        elif listeners:
+            current = listeners[-1]
+            current.settings[key] = value
+            if key == "protocol":
+                current.protocol = value
+            elif key == "certfile":
+                current.tls = True
+            elif key == "require_certificate":
+                current.mtls = value == "true"
+        last_comment = ""
+    return listeners
+
+
+@dataclass
+class MosquittoConf:
+    """A mosquitto.conf read back: global settings, listener blocks and bridge connections, in file order."""
+
+    settings: dict[str, list[str]] = field(default_factory=dict)
+    listeners: list[ListenerInfo] = field(default_factory=list)
+    bridges: list[dict[str, list[str]]] = field(default_factory=list)
+
+
+def parse_mosquitto_conf(conf: str) -> MosquittoConf:
+    """Split a config into global settings, listener blocks and bridge (`connection`) blocks."""
+    parsed = MosquittoConf(listeners=parse_listeners(conf))
+    section = "global"
+    for raw in conf.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.partition(" ")
+        if key == "listener":
+            section = "listener"
+        elif key == "connection":
+            section = "bridge"
+            parsed.bridges.append({"connection": [value]})
+        elif section == "global":
+            parsed.settings.setdefault(key, []).append(value)
+        elif section == "bridge":
+            parsed.bridges[-1].setdefault(key, []).append(value)
+    return parsed

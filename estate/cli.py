@@ -1,4 +1,6 @@
-"""Command line: `python -m estate render|up|check|schema`. Exit 0 ok, 2 configuration error, 1 anything else."""
+"""Command line: `python -m estate render|up|check|policy|schema`.
+
+Exit 0 ok, 2 configuration error, 3 mandatory policy violation, 1 anything else."""
 
 from __future__ import annotations
 
@@ -13,7 +15,13 @@ from pathlib import Path
 from stacks.errors import StackConfigError
 
 DEFAULT_LOCAL_DIR = Path(".estate") / "local"
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_POLICY = 0, 1, 2, 3
+
+
+def _policy_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--policy-config", type=Path, help="policy pack config (JSON, as for pulumi preview)")
+    parser.add_argument("--i-accept-mandatory-policy-violations", dest="accept_violations", action="store_true",
+                        help="render/boot even when mandatory policies fail (loudly reported)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--stack", required=True)
     render.add_argument("--config", type=Path, help="stack file to use instead of Pulumi.<stack>.yaml")
     render.add_argument("--out", type=Path, help="output directory (default out/<stack>)")
+    _policy_flags(render)
 
     up = sub.add_parser("up", help="render, then run the estate")
     up.add_argument("--local", action="store_true", required=True, help="run on 127.0.0.1 (the only mode here)")
@@ -31,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--config", type=Path)
     up.add_argument("--out", type=Path)
     up.add_argument("--smoke", action="store_true", help="run the smoke suite, then stop")
+    _policy_flags(up)
+
+    policy = sub.add_parser("policy", help="run the policy pack on a stack offline (exit 3 on mandatory violations)")
+    policy.add_argument("--stack", required=True)
+    policy.add_argument("--config", type=Path)
+    policy.add_argument("--policy-config", type=Path, help="policy pack config (JSON, as for pulumi preview)")
 
     check = sub.add_parser("check", help="run the smoke suite against the running local estate")
     check.add_argument("--local", action="store_true", required=True)
@@ -40,10 +55,49 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_render(args) -> int:
-    from estate.render import render
+def _gated(args):
+    """Evaluate the stack and run the policy pack first; None (after printing why) when it must stop here."""
+    from estate.policy_run import load_policies, mandatory, read_overrides, report_text, run_policies
+    from estate.render import evaluate
 
-    result = render(args.stack, args.config, args.out)
+    stack_file, registry = evaluate(args.stack, args.config)
+    violations = run_policies(registry, args.stack, read_overrides(args.policy_config))
+    failing = mandatory(violations)
+    if failing and not getattr(args, "accept_violations", False):
+        print(report_text(violations, len(load_policies()), len(registry.resources)), file=sys.stderr)
+        print(f"refusing: {len(failing)} mandatory policy violation(s); fix them or pass "
+              "--i-accept-mandatory-policy-violations", file=sys.stderr)
+        return None
+    if failing:
+        print(f"WARNING: going on despite {len(failing)} MANDATORY POLICY VIOLATION(S):", file=sys.stderr)
+        for v in failing:
+            print(f"WARNING:   [{v.policy}] {v.resource_type} {v.resource_name}: {v.message}", file=sys.stderr)
+    return stack_file, registry
+
+
+def cmd_policy(args) -> int:
+    from estate.policy_run import load_policies, mandatory, read_overrides, report_text, run_policies
+    from estate.render import evaluate
+
+    _, registry = evaluate(args.stack, args.config)
+    violations = run_policies(registry, args.stack, read_overrides(args.policy_config))
+    print(report_text(violations, len(load_policies()), len([r for r in registry.resources if r.custom]) + 1))
+    return EXIT_POLICY if mandatory(violations) else EXIT_OK
+
+
+def _render(args):
+    from estate.render import write_render
+
+    gated = _gated(args)
+    if gated is None:
+        return None
+    return write_render(args.stack, gated[0], gated[1], args.out)
+
+
+def cmd_render(args) -> int:
+    result = _render(args)
+    if result is None:
+        return EXIT_POLICY
     print((result.out / "resources.txt").read_text(), end="")
     print(f"\nrendered {len(result.objects)} Kubernetes objects to {result.out}")
     return EXIT_OK
@@ -51,10 +105,11 @@ def cmd_render(args) -> int:
 
 def cmd_up(args) -> int:
     from estate.local import LocalEstate
-    from estate.render import render
     from estate.smoke import report, run_smoke
 
-    result = render(args.stack, args.config, args.out)
+    result = _render(args)
+    if result is None:
+        return EXIT_POLICY
     print(f"rendered {len(result.objects)} Kubernetes objects to {result.out}")
     with LocalEstate(result, DEFAULT_LOCAL_DIR.resolve()) as local:
         path = local.write_connection_file()
@@ -97,7 +152,7 @@ def cmd_schema(_args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"render": cmd_render, "up": cmd_up, "check": cmd_check, "schema": cmd_schema}
+COMMANDS = {"render": cmd_render, "up": cmd_up, "check": cmd_check, "schema": cmd_schema, "policy": cmd_policy}
 
 
 def main(argv: list[str] | None = None) -> int:

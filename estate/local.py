@@ -21,7 +21,8 @@ from pathlib import Path
 
 from estate.haproxy_files import frontend_ports, rewrite_haproxy_cfg
 from estate.manifests import pod_files, workloads
-from estate.mosquitto_files import parse_listeners, rewrite_conf
+from components.mosquitto_conf import parse_listeners
+from estate.mosquitto_files import rewrite_conf
 from estate.output import write_file
 from estate.render import Render
 

@@ -67,6 +67,11 @@ def public_outputs(registry: Registry) -> dict:
 def render(stack: str, config: Optional[Path] = None, out: Optional[Path] = None,
            state_dir: Optional[Path] = None) -> Render:
     stack_file, registry = evaluate(stack, config, state_dir)
+    return write_render(stack, stack_file, registry, out)
+
+
+def write_render(stack: str, stack_file: StackFile, registry: Registry, out: Optional[Path] = None) -> Render:
+    """Write what the program registered: manifests, pod files, resource tree and public outputs."""
     objects = kubernetes_objects(registry)
     final = out or Path("out") / stack
     with staged_directory(final) as scratch:

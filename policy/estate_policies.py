@@ -1,0 +1,8 @@
+"""Every policy of the pack, in one list: broker, Kubernetes, PKI, frontend and bridge rules."""
+
+import rules_broker
+import rules_frontend
+import rules_kubernetes
+import rules_pki
+
+POLICIES = rules_broker.POLICIES + rules_kubernetes.POLICIES + rules_pki.POLICIES + rules_frontend.POLICIES
