@@ -21,7 +21,6 @@ import contextlib
 import cProfile
 import gc
 import io
-import json
 import logging
 import os
 import pickle
@@ -49,7 +48,6 @@ from pulumi.runtime.sync_await import _sync_await  # noqa: E402
 from estate import engine, manifests  # noqa: E402
 from estate import render as render_mod  # noqa: E402
 from estate.engine import Registry, run_program  # noqa: E402
-from estate.output import staged_directory, write_file  # noqa: E402
 from estate.seed import load_or_create  # noqa: E402
 
 IMPORT_S = time.perf_counter() - _T0
@@ -164,22 +162,6 @@ def synthetic_estate(brokers: int, iterations: int, password_users: int, cert_us
         built = build_estate(estate, lambda key: None)
         endpoints[estate.broker.name] = built.endpoints
     pulumi.export("endpoints", endpoints)
-
-
-def write_render(registry: Registry, objects: list[dict], stack: str, final: Path, clock: "Clock") -> None:
-    """What estate.render.render writes once the program has run (manifests, pod files, tree, outputs)."""
-    with staged_directory(final) as scratch:
-        with clock.span("write: manifests (YAML + files)"):
-            manifests.write_manifests(objects, scratch / "k8s")
-        with clock.span("write: pod files"):
-            for workload in manifests.workloads(objects, ("StatefulSet", "Deployment")):
-                for mount_path, (content, secret) in sorted(manifests.pod_files(objects, workload).items()):
-                    write_file(scratch / "files" / workload["metadata"]["name"] / mount_path.lstrip("/"),
-                               content, secret)
-        with clock.span("write: resource tree + outputs"):
-            write_file(scratch / "resources.txt", render_mod.resource_tree(registry, stack))
-            write_file(scratch / "outputs.json",
-                       json.dumps(render_mod.public_outputs(registry), indent=2, sort_keys=True) + "\n")
 
 
 # ------------------------------------------------------------------------------------------- measuring
@@ -328,6 +310,7 @@ def bench_stack(stack: str, target: str, runs: int, work: Path) -> Case:
             seconds, result = timed(lambda: render_mod.render(stack, out=out, state_dir=work / "state"))
             case.render_s.append(seconds)
             case.resources = len(result.registry.resources)
+    case.registry_blob = pickle.dumps(result.registry)
     hashes = clock.calls.get("PBKDF2 password hashes (wall, summed over threads)", 0) // runs
     iterations = result.stack_file.estate.broker.auth.password_iterations
     case.notes.append(f"{hashes} password hash(es) at {iterations} PBKDF2 iterations; per render: "
@@ -354,10 +337,9 @@ class Synthetic:
         self.runs += 1
         with clock.span("program (run_program)"):
             registry = run_program(self.program, SYNTHETIC_STACK, {}, [], self.seed)
-        with clock.span("write: kubernetes_objects"):
-            objects = manifests.kubernetes_objects(registry)
         out = self.work / "out" / f"synthetic-{self.iterations}-{self.runs}"
-        write_render(registry, objects, SYNTHETIC_STACK, out, clock)
+        with clock.span("write: manifests, pod files, tree (estate.render.write_render)"):
+            render_mod.write_render(SYNTHETIC_STACK, None, registry, out)
         return registry
 
     def case(self, runs: int, floor_runs: int, floor_from: Optional[Case] = None) -> Case:
@@ -382,6 +364,18 @@ class Synthetic:
             measure_floor(case, floor_runs)
         case.rss_mib = peak_rss_mib()
         return case
+
+
+def policy_timing(name: str, registry: Registry, runs: int) -> tuple:
+    """The whole pack over one registry: what `estate policy`, `render` and `up` add before writing anything."""
+    from estate.policy_run import load_policies, mandatory, run_policies
+
+    policies = load_policies()
+    best, violations = min((timed(lambda: run_policies(registry, "bench", policies=policies))
+                            for _ in range(runs)), key=lambda pair: pair[0])
+    hard = len(mandatory(violations))
+    return (name, len([r for r in registry.resources if r.custom]) + 1, len(policies), f"{best:.3f}", hard,
+            len(violations) - hard)
 
 
 def breakdown(synthetic: Synthetic, case: Case) -> list[str]:
@@ -523,6 +517,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.breakdown and broker_case.verdict() == "MISS":
             extra = breakdown(synthetic, broker_case)
         hash_s = single_hash_seconds(PRODUCTION_ITERATIONS)
+        policy_rows = [policy_timing(case.name, case.registry(), args.runs) for case in cases[1:3]]
         if args.profile is not None:
             print(profile(lambda: render_mod.render("prod", out=work / "out" / "prof", state_dir=work / "state"),
                           args.profile / "prod.prof", "prod render"), file=sys.stderr)
@@ -557,6 +552,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"\nBreakdown ({broker_case.name} missed {RATIO_TARGET:g}x):")
         for line in extra:
             print(f"- {line}")
+    print("\n### Policy pack, offline (`estate.policy_run.run_policies`, best of "
+          f"{args.runs})\n")
+    print("| case | resources | policies | policy run s | mandatory | advisory |")
+    print("| --- | --: | --: | --: | --: | --: |")
+    for row in policy_rows:
+        print("| " + " | ".join(str(cell) for cell in row) + " |")
     print("\nPeak RSS of the process (cumulative, ru_maxrss) after each case:")
     for c in cases:
         print(f"- {c.name}: {c.rss_mib:.0f} MiB")
