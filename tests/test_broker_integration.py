@@ -43,6 +43,18 @@ def collect(client, topic: str, qos: int = 1) -> list:
     return received
 
 
+def assert_only_own_topic_arrives(device, observer, observed: str, own: str, foreign: list[str]) -> None:
+    """The device publishes to its own topic and to others'; the observer sees only its own."""
+    received = collect(observer.client, observed)
+    device.client.publish(own, b"own", qos=1).wait_for_publish(5)
+    for topic in foreign:
+        device.client.publish(topic, b"spoof", qos=1).wait_for_publish(5)
+    threading.Event().wait(0.5)
+    assert received == [(own, b"own")]
+    device.close()
+    observer.close()
+
+
 def test_smoke_suite_passes_on_prod(local_prod):
     checks = run_smoke(local_prod)
     assert checks and all(c.ok for c in checks), [c for c in checks if not c.ok]
@@ -128,26 +140,15 @@ def test_sparkplug_edge_node_owns_only_its_topics(local_prod):
                    cert=certs["edge-gw-01"]["cert"], key=certs["edge-gw-01"]["key"])
     assert edge.accepted, edge.error
     host = login(conn, "scada-host")
-    received = collect(host.client, "spBv1.0/#")
-    edge.client.publish("spBv1.0/Factory/NDATA/edge-gw-01", b"own", qos=1).wait_for_publish(5)
-    edge.client.publish("spBv1.0/Warehouse/NDATA/edge-gw-02", b"spoof", qos=1).wait_for_publish(5)
-    edge.client.publish("spBv1.0/Factory/NDATA/edge-gw-02", b"spoof", qos=1).wait_for_publish(5)
-    threading.Event().wait(0.5)
-    assert received == [("spBv1.0/Factory/NDATA/edge-gw-01", b"own")]
-    edge.close()
-    host.close()
+    assert_only_own_topic_arrives(edge, host, "spBv1.0/#", "spBv1.0/Factory/NDATA/edge-gw-01",
+                                  ["spBv1.0/Warehouse/NDATA/edge-gw-02", "spBv1.0/Factory/NDATA/edge-gw-02"])
 
 
 def test_dev_factory_device_writes_only_its_zone(local_dev):
     dashboard = login(local_dev, "dashboard", name="mqtt")
     sensor = login(local_dev, "sensor-01", name="mqtt")
-    received = collect(dashboard.client, "factory/#")
-    sensor.client.publish("factory/production/sensor-01/data/temp", b"21.5", qos=1).wait_for_publish(5)
-    sensor.client.publish("factory/quality/sensor-02/data/temp", b"spoof", qos=1).wait_for_publish(5)
-    threading.Event().wait(0.5)
-    assert received == [("factory/production/sensor-01/data/temp", b"21.5")]
-    sensor.close()
-    dashboard.close()
+    assert_only_own_topic_arrives(sensor, dashboard, "factory/#", "factory/production/sensor-01/data/temp",
+                                  ["factory/quality/sensor-02/data/temp"])
 
 
 def test_mtls_accepts_issued_client_certificate(local_prod):

@@ -27,6 +27,14 @@ STACK_FILE = "bad.yaml"
 TRACEBACK = "Traceback"
 
 
+def assert_refused(rc: int, stdout: str, out: Path, tmp_path: Path, path: Path) -> None:
+    """Exit 2, nothing on stdout, no output directory, nothing else written."""
+    assert rc == EXIT_CONFIG
+    assert stdout == ""
+    assert not out.exists()
+    assert_nothing_written(tmp_path, path)
+
+
 def stack(text: str) -> str:
     return textwrap.dedent(text).lstrip("\n")
 
@@ -574,10 +582,7 @@ def test_every_shape_error_in_one_file_gets_its_own_line(tmp_path, capsys):
         "bad.yaml: mqtt-estate:broker.auth.allowAnonymous: 'yes' is not allowed (use true or false)",
         "bad.yaml: mqtt-estate:pki.caKey.ecdsaCurve: 'P224' is not allowed (use P256 or P384)",
     ]
-    assert rc == EXIT_CONFIG
-    assert stdout == ""
-    assert not out.exists()
-    assert_nothing_written(tmp_path, path)
+    assert_refused(rc, stdout, out, tmp_path, path)
 
 
 def test_every_cross_field_error_in_one_file_gets_its_own_line(tmp_path, capsys):
@@ -609,10 +614,7 @@ def test_every_cross_field_error_in_one_file_gets_its_own_line(tmp_path, capsys)
         "bad.yaml: mqtt-estate:pki.existingCa: true needs the secret key mqtt-estate:caCertPem",
         "bad.yaml: mqtt-estate:pki.existingCa: true needs the secret key mqtt-estate:caKeyPem",
     ]
-    assert rc == EXIT_CONFIG
-    assert stdout == ""
-    assert not out.exists()
-    assert_nothing_written(tmp_path, path)
+    assert_refused(rc, stdout, out, tmp_path, path)
 
 
 def test_missing_config_file_is_one_line_exit_2(tmp_path, capsys):
