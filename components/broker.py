@@ -5,7 +5,8 @@ Rollout model (what the real pulumi-kubernetes provider does with each piece):
   the pod template points at it and the StatefulSet rolls; nothing is replaced in place.
 - password file, ACL and TLS material live in Secrets that update in place; their content hashes sit in
   pod-template annotations so the pods roll too. Adding a user touches one Secret and one annotation.
-- volumeClaimTemplates never change after creation (Kubernetes forbids it), so they only hold size and class.
+- volumeClaimTemplates cannot change (Kubernetes forbids it): changing size, class or NFS replaces the StatefulSet,
+  with orphan deletion so the pods keep running and are adopted; existing claims keep their size (resize them).
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def pod_dns_name(name: str, namespace: str, ordinal: int) -> str:
 
 def _exec_probe(period: int, failures: int) -> dict:
     command = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(HEALTH_PORT), "-t", HEALTH_TOPIC,
-               "-C", "1", "-W", "4", "-i", "health-probe"]
+               "-C", "1", "-W", "4"]  # a random client id: probes never knock each other off
     return {"exec": {"command": command}, "periodSeconds": period, "timeoutSeconds": 5,
             "failureThreshold": failures}
 
@@ -180,7 +181,9 @@ class MosquittoBroker(pulumi.ComponentResource):
         self.credentials = pulumi.Output.secret(
             pulumi.Output.all(*[passwords[n] for n in names]).apply(lambda pws: dict(zip(names, pws))))
 
-        tls_bundle = pulumi.Output.all(args["ca_cert_pem"], args["server_cert_pem"], args["server_key_pem"])
+        # the key changes with the certificate, so hashing the certificates alone rolls the pods and keeps every
+        # byte derived from the private key out of annotations and state
+        tls_bundle = pulumi.Output.all(args["ca_cert_pem"], args["server_cert_pem"])
         tls_secret = k8s.core.v1.Secret(
             f"{name}-tls", metadata=meta(f"{name}-tls"), type="kubernetes.io/tls",
             string_data={"ca.crt": args["ca_cert_pem"], "tls.crt": args["server_cert_pem"],
@@ -264,11 +267,14 @@ class MosquittoBroker(pulumi.ComponentResource):
                            "mqtt-estate.io/tls-hash": tls_hash}
         k8s.apps.v1.StatefulSet(
             f"{name}-statefulset",
-            metadata=meta(name),
+            # volumeClaimTemplates are immutable: a storage change makes Pulumi replace the StatefulSet. Orphaning
+            # on delete keeps every pod (and its volume) running; the new StatefulSet adopts them and rolls them
+            # one at a time instead of taking the whole tier down.
+            metadata=meta(name, annotations={"pulumi.com/deletionPropagationPolicy": "orphan"}),
             spec={
                 "serviceName": headless,
                 # with an autoscaler the HPA owns the replica count; Pulumi must not reset it on every `up`
-                "replicas": None if _autoscaled(args) else replicas,
+                **({} if _autoscaled(args) else {"replicas": replicas}),
                 "podManagementPolicy": "Parallel",
                 "updateStrategy": {"type": "RollingUpdate"},
                 "selector": {"matchLabels": sel},
@@ -297,7 +303,10 @@ class MosquittoBroker(pulumi.ComponentResource):
             f"{name}-pdb", metadata=meta(name),
             spec={"maxUnavailable": 1, "selector": {"matchLabels": sel}}, opts=child)
 
-        ingress = [{"ports": [{"port": lst["port"], "protocol": "TCP"} for lst in listeners]}]
+        ingress: list[dict] = [{"ports": [{"port": lst["port"], "protocol": "TCP"} for lst in listeners]}]
+        if args.get("internal_clients"):
+            # behind a frontend, clients must come through it (its filtering, stickiness and maxconn)
+            ingress[0]["from"] = [{"podSelector": {"matchLabels": dict(s)}} for s in args["internal_clients"]]
         egress = [{"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}]
         if internal_port:
             peers = [{"podSelector": {"matchLabels": sel}}]

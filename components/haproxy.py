@@ -186,6 +186,6 @@ class HaProxyFrontend(pulumi.ComponentResource):
             },
             opts=child)
         self.service_name = name
-        self.endpoints = {p["name"]: f"{'mqtts' if p.get('tls') else 'mqtt'}://{name}.{ns}.svc.cluster.local:{p['port']}"
-                          for p in args["ports"]}
+        self.endpoints = {p["name"]: f"{p.get('scheme') or ('mqtts' if p.get('tls') else 'mqtt')}://"
+                                     f"{name}.{ns}.svc.cluster.local:{p['port']}" for p in args["ports"]}
         self.register_outputs({"service_name": name, "endpoints": self.endpoints})

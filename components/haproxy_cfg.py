@@ -15,11 +15,14 @@ CFG_DIR = "/usr/local/etc/haproxy"
 CERT_DIR = "/usr/local/etc/haproxy/certs"
 STATS_PORT = 8404
 PEER_PORT = 10000
-CHECK_CLIENT_ID = "haproxy-check"
+CHECK_CLIENT_ID = ""
+"""Empty: the broker assigns a fresh id, so checks from several replicas never take over each other's session."""
 
 
 def mqtt_connect_hex(client_id: str, keepalive: int = 10) -> str:
-    """An MQTT 3.1.1 CONNECT (clean session, no credentials: the check's identity is its certificate)."""
+    """An MQTT 3.1.1 CONNECT (clean session, no credentials: the check's identity is its certificate).
+
+    A zero-length client id is allowed with a clean session (MQTT 3.1.1, 3.1.3-7)."""
     ident = client_id.encode()
     variable = b"\x00\x04MQTT\x04\x02" + keepalive.to_bytes(2, "big")
     payload = len(ident).to_bytes(2, "big") + ident
@@ -36,6 +39,8 @@ class FrontendPort(TypedDict, total=False):
     port: int
     """Port clients connect to (and the broker listener it forwards to)."""
     tls: bool
+    scheme: str
+    """URL scheme clients use (mqtt, mqtts, wss); only for the endpoints output."""
 
 
 class HaProxySettings(TypedDict, total=False):

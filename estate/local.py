@@ -228,8 +228,9 @@ class LocalEstate:
         ports = frontend_ports(cfg)
         for name, (port, tls) in ports.items():
             wait_for_port(proc.ports[port], proc.process, proc.directory / "process.log")
-            broker_listener = next((l for b in self.brokers for l in b.listeners if l["name"] == name), {})
-            proc.listeners.append(self._listener(name, proc.ports[port], port, "mqtt", tls,
+            broker_listener = next((item for b in self.brokers for item in b.listeners if item["name"] == name), {})
+            protocol = "websockets" if broker_listener.get("transport") == "websockets" else "mqtt"
+            proc.listeners.append(self._listener(name, proc.ports[port], port, protocol, tls,
                                                  broker_listener.get("mtls", False),
                                                  broker_listener.get("allow_anonymous", False)))
 

@@ -131,8 +131,10 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
             "namespace": namespace,
             "image": fe.image,
             "replicas": fe.replicas,
-            "ports": [{"name": lst.name, "port": lst.port, "tls": lst.tls}
-                      for lst in broker_cfg.listeners if lst.protocol == "mqtt"],
+            # MQTT listeners, and TLS websocket listeners (passed through like MQTTS); plain websockets stay inside
+            "ports": [{"name": lst.name, "port": lst.port, "tls": lst.tls,
+                       "scheme": ("wss" if lst.protocol == "websockets" else "mqtts") if lst.tls else "mqtt"}
+                      for lst in broker_cfg.listeners if lst.protocol == "mqtt" or lst.tls],
             "broker_servers": [pod_dns_name(name, namespace, i) for i in range(estate.max_replicas)],
             "broker_selector": selector(BROKER_APP, name),
             "internal_port": ha.internal_port,

@@ -97,6 +97,10 @@ def cross_checks(estate: Estate, secret_keys: Mapping[str, Any]) -> list[ConfigI
                                                            "(clients must reach the tier through the frontend)"))
     if broker.persistence.nfs and broker.persistence.storage_class:
         issues.append(ConfigIssue(["broker", "persistence", "storageClass"], "is not allowed with nfs (volumes are bound by name)"))
+    exposed = (estate.frontend.service.type if estate.frontend_enabled else broker.service.type) == "LoadBalancer"
+    if exposed and any(lst.tls for lst in broker.listeners) and not estate.pki.extra_dns_names:
+        issues.append(ConfigIssue(["pki", "extraDnsNames"], "is required with a LoadBalancer: list the names clients use "
+                                  "to reach it (TLS goes through to the brokers, whose certificate must carry them)"))
     mtls = any(lst.require_certificate for lst in broker.listeners)
     if broker.service.load_balancer_source_ranges and broker.service.type != "LoadBalancer":
         issues.append(ConfigIssue(["broker", "service", "loadBalancerSourceRanges"], "is only allowed with type: LoadBalancer"))

@@ -436,6 +436,16 @@ CASES = [
         "bad.yaml: the file must be a mapping with a `config:` section",
     ),
     (
+        "load-balancer-without-external-names",
+        """
+        config:
+          mqtt-estate:broker:
+            service: {type: LoadBalancer, loadBalancerSourceRanges: [10.0.0.0/8]}
+        """,
+        "bad.yaml: mqtt-estate:pki.extraDnsNames: is required with a LoadBalancer: list the names clients use to "
+        "reach it (TLS goes through to the brokers, whose certificate must carry them)",
+    ),
+    (
         "misspelt-namespace",
         """
         config:
