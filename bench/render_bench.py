@@ -368,13 +368,13 @@ class Synthetic:
 
 def policy_timing(name: str, registry: Registry, runs: int) -> tuple:
     """The whole pack over one registry: what `estate policy`, `render` and `up` add before writing anything."""
-    from estate.policy_run import load_policies, mandatory, run_policies
+    from estate.policy_run import checked_resources, load_policies, mandatory, run_policies
 
     policies = load_policies()
     best, violations = min((timed(lambda: run_policies(registry, "bench", policies=policies))
                             for _ in range(runs)), key=lambda pair: pair[0])
     hard = len(mandatory(violations))
-    return (name, len([r for r in registry.resources if r.custom]) + 1, len(policies), f"{best:.3f}", hard,
+    return (name, checked_resources(registry), len(policies), f"{best:.3f}", hard,
             len(violations) - hard)
 
 

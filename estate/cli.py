@@ -57,14 +57,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def _gated(args):
     """Evaluate the stack and run the policy pack first; None (after printing why) when it must stop here."""
-    from estate.policy_run import load_policies, mandatory, read_overrides, report_text, run_policies
+    from estate.policy_run import (checked_resources, load_policies, mandatory, read_overrides, report_text,
+                                   run_policies)
     from estate.render import evaluate
 
     stack_file, registry = evaluate(args.stack, args.config)
     violations = run_policies(registry, args.stack, read_overrides(args.policy_config))
     failing = mandatory(violations)
     if failing and not getattr(args, "accept_violations", False):
-        print(report_text(violations, len(load_policies()), len(registry.resources)), file=sys.stderr)
+        print(report_text(violations, len(load_policies()), checked_resources(registry)), file=sys.stderr)
         print(f"refusing: {len(failing)} mandatory policy violation(s); fix them or pass "
               "--i-accept-mandatory-policy-violations", file=sys.stderr)
         return None
@@ -76,12 +77,13 @@ def _gated(args):
 
 
 def cmd_policy(args) -> int:
-    from estate.policy_run import load_policies, mandatory, read_overrides, report_text, run_policies
+    from estate.policy_run import (checked_resources, load_policies, mandatory, read_overrides, report_text,
+                                   run_policies)
     from estate.render import evaluate
 
     _, registry = evaluate(args.stack, args.config)
     violations = run_policies(registry, args.stack, read_overrides(args.policy_config))
-    print(report_text(violations, len(load_policies()), len([r for r in registry.resources if r.custom]) + 1))
+    print(report_text(violations, len(load_policies()), checked_resources(registry)))
     return EXIT_POLICY if mandatory(violations) else EXIT_OK
 
 

@@ -98,6 +98,11 @@ def read_overrides(path: Optional[Path]) -> dict:
     return json.loads(path.read_text()) if path else {}
 
 
+def checked_resources(registry: Registry) -> int:
+    """What the pack looks at: every custom resource and the stack itself."""
+    return len([r for r in registry.resources if r.custom]) + 1
+
+
 def report_text(violations: list[Violation], policy_count: int, resource_count: int) -> str:
     lines = [f"Policies: {policy_count} from the mqtt-estate pack over {resource_count} resources"]
     for level in (EnforcementLevel.MANDATORY, EnforcementLevel.ADVISORY):
