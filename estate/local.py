@@ -7,11 +7,13 @@ Every process started here is stopped on exit, on success and on failure.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import pwd
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -25,6 +27,9 @@ from components.mosquitto_conf import parse_listeners
 from estate.mosquitto_files import rewrite_conf
 from estate.output import write_file
 from estate.render import Render
+
+
+PR_SET_PDEATHSIG = 1
 
 
 def free_port(taken: set[int] | None = None) -> int:
@@ -93,17 +98,31 @@ def _expand(text: str, env: dict[str, str]) -> str:
     return text
 
 
-def _hand_to_mosquitto_user(directory: Path) -> None:
-    """Run as root, mosquitto drops to the `mosquitto` user, which must be able to read its files."""
+def _mosquitto_user() -> pwd.struct_passwd | None:
+    """When we are root, brokers run as the `mosquitto` user from the start (as in the pod, never as root)."""
     if os.geteuid() != 0:
-        return
+        return None
     try:
-        entry = pwd.getpwnam("mosquitto")
+        return pwd.getpwnam("mosquitto")
     except KeyError:
+        return None
+
+
+def _hand_to_mosquitto_user(directory: Path) -> None:
+    entry = _mosquitto_user()
+    if entry is None:
         return
     for root, dirs, files in os.walk(directory):
         for name in [root, *[os.path.join(root, d) for d in dirs], *[os.path.join(root, f) for f in files]]:
             os.chown(name, entry.pw_uid, entry.pw_gid)
+
+
+def _die_with_parent() -> None:
+    """Runs in the child: if the process that started us dies (even by SIGKILL), we get SIGTERM."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def _scheme(protocol: str, tls: bool) -> str:
@@ -253,10 +272,14 @@ class LocalEstate:
     def _launch(self, proc: LocalProcess) -> None:
         proc.directory.mkdir(parents=True, exist_ok=True)
         log = proc.directory / "process.log"
+        # Started directly as the broker's user (a later setuid would clear the parent-death signal), in its
+        # own session so Ctrl-C reaches only us, and tied to our life so nothing outlives a killed parent.
+        account = _mosquitto_user() if proc.kind == "broker" else None
+        ids = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []} if account else {}
         with open(log, "w") as handle:
             proc.process = subprocess.Popen(proc.command, stdout=handle, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True,
-                                            env={**os.environ, **proc.env})
+                                            env={**os.environ, **proc.env}, preexec_fn=_die_with_parent, **ids)
         (self.brokers if proc.kind == "broker" else self.frontends).append(proc)
 
     def kill(self, pod: str) -> None:
