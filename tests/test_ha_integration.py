@@ -78,6 +78,7 @@ class Client:
         if will:
             self.c.will_set(will[0], will[1], qos=1)
         self.unreleased: dict[int, tuple[str, bytes]] = {}
+        self.completed: set[int] = set()
         self.lock = threading.Lock()
         self.c.on_connect = self._on_connect
         self.c.on_publish = self._on_publish
@@ -100,14 +101,19 @@ class Client:
             self.connected.set()
 
     def _on_publish(self, _c, _u, mid, _reason, _props):
+        # paho calls this holding its own message lock: take ours only briefly and never call paho under it
         with self.lock:
-            self.unreleased.pop(mid, None)
+            if self.unreleased.pop(mid, None) is None:
+                self.completed.add(mid)
 
     def publish(self, topic: str, payload: bytes, qos: int):
-        with self.lock:
-            info = self.c.publish(topic, payload, qos=qos)
-            if qos == 2:
-                self.unreleased[info.mid] = (topic, payload)
+        info = self.c.publish(topic, payload, qos=qos)
+        if qos == 2:
+            with self.lock:
+                if info.mid in self.completed:  # completed before we got here
+                    self.completed.discard(info.mid)
+                else:
+                    self.unreleased[info.mid] = (topic, payload)
         return info
 
     def start(self, listener: str = "mqtt") -> "Client":
