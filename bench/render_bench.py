@@ -399,8 +399,8 @@ def breakdown(synthetic: Synthetic, case: Case) -> list[str]:
         start = time.perf_counter()
         c_yaml = [yaml.dump(o, Dumper=CDumper, sort_keys=False, default_flow_style=False, width=120) for o in objects]
         c_s = time.perf_counter() - start
-        yaml_line = (f"YAML for {len(objects)} objects: {python_s:.2f} s with the pure-Python SafeDumper "
-                     f"(estate/manifests.py), {c_s:.2f} s with libyaml's CSafeDumper "
+        yaml_line = (f"YAML for {len(objects)} objects: {python_s:.2f} s with estate/manifests.py's dumper "
+                     f"(libyaml when installed), {c_s:.2f} s with libyaml's CSafeDumper "
                      f"(output byte-identical: {'yes' if c_yaml == python_yaml else 'NO'})")
     else:
         yaml_line = f"YAML for {len(objects)} objects: {python_s:.2f} s (libyaml not available)"

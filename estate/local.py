@@ -23,6 +23,7 @@ from pathlib import Path
 
 from estate.haproxy_files import frontend_ports, rewrite_haproxy_cfg
 from estate.manifests import pod_files, workloads
+from components.haproxy_cfg import PEER_PORT
 from components.mosquitto_conf import parse_listeners
 from estate.mosquitto_files import rewrite_conf
 from estate.output import write_file
@@ -232,11 +233,10 @@ class LocalEstate:
         mounts = self._write_pod_files(proc, container, files)
         cfg_pod_path = next(path for path in files if path.endswith("/haproxy.cfg"))
         cfg = files[cfg_pod_path][0]
-        peers = {host: local for (host, port), local in addresses.items() if port == 10000}
-        servers = {key: local for key, local in addresses.items()}
+        peers = {host: local for (host, port), local in addresses.items() if port == PEER_PORT}
         local_cfg = proc.directory / "local-haproxy.cfg"
         fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        write_file(local_cfg, rewrite_haproxy_cfg(cfg, proc.ports, servers, peers, mounts, self.unused_port,
+        write_file(local_cfg, rewrite_haproxy_cfg(cfg, proc.ports, addresses, peers, mounts, self.unused_port,
                                                   fd_limit if fd_limit != resource.RLIM_INFINITY else None))
         secrets = self._frontend_secret_env(container)
         script = str(proc.directory / cfg_pod_path.lstrip("/")).replace("haproxy.cfg", "start.sh")

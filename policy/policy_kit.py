@@ -11,6 +11,8 @@ from components.mosquitto_conf import MosquittoConf, parse_mosquitto_conf
 MANDATORY, ADVISORY = EnforcementLevel.MANDATORY, EnforcementLevel.ADVISORY
 WORKLOADS = ("kubernetes:apps/v1:StatefulSet", "kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:DaemonSet")
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+TLS_ORDER = {"tlsv1": 0, "tlsv1.1": 1, "tlsv1.2": 2, "tlsv1.3": 3}
+"""mosquitto tls_version names, oldest first, for minimum-version checks on listeners and bridges."""
 SECRET = "kubernetes:core/v1:Secret"
 
 Check = Callable[[Mapping[str, Any], Mapping[str, Any]], Iterable[str]]

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 
-from policy_kit import (ADVISORY, CONFIG_MAP, MANDATORY, SECRET, is_loopback, mosquitto_confs, object_data,
+from policy_kit import (ADVISORY, CONFIG_MAP, MANDATORY, SECRET, TLS_ORDER, is_loopback, mosquitto_confs, object_data,
                         resource_policy, setting)
 
-TLS_ORDER = {"tlsv1": 0, "tlsv1.1": 1, "tlsv1.2": 2, "tlsv1.3": 3}
 
 
 def _listeners(props):

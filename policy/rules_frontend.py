@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 
-from policy_kit import (CONFIG_MAP, MANDATORY, WORKLOADS, mosquitto_confs, name_of, object_data, resource_policy,
-                        setting, stack_policy)
+from policy_kit import (CONFIG_MAP, MANDATORY, TLS_ORDER, WORKLOADS, mosquitto_confs, name_of, object_data,
+                        resource_policy, setting, stack_policy)
 
-TLS_ORDER = {"tlsv1": 0, "tlsv1.1": 1, "tlsv1.2": 2, "tlsv1.3": 3}
 
 
 def _haproxy_cfgs(resources):
@@ -88,7 +87,7 @@ def bridge_tls(props, _cfg):
                 yield f"{key}: bridge {name} does not verify the remote broker (no bridge_cafile)"
             if bridge.get("bridge_insecure", ["false"])[-1] != "false":
                 yield f"{key}: bridge {name} skips host name verification (bridge_insecure)"
-            if TLS_ORDER.get(bridge.get("bridge_tls_version", ["tlsv1.2"])[-1], 0) < 2:
+            if TLS_ORDER.get(bridge.get("bridge_tls_version", ["tlsv1.2"])[-1], 0) < TLS_ORDER["tlsv1.2"]:
                 yield f"{key}: bridge {name} allows TLS older than 1.2"
 
 
