@@ -1,17 +1,21 @@
 """MosquittoBroker: a secure Eclipse Mosquitto 2.0 StatefulSet with its config, credentials and network rules.
 
-Rollout model (what the real pulumi-kubernetes provider does with each piece):
+Rollout model (what the real pulumi-kubernetes provider does with each piece; README "What happens on change"):
 - mosquitto.conf lives in a ConfigMap whose name carries a content hash: a change creates a new ConfigMap,
   the pod template points at it and the StatefulSet rolls; nothing is replaced in place.
-- password file, ACL and TLS material live in Secrets that update in place; their content hashes sit in
-  pod-template annotations so the pods roll too. Adding a user touches one Secret and one annotation.
+- password file, ACL and TLS material live in Secrets with fixed names. They update in place only when the
+  kubernetes provider has `enableSecretMutable` (the stack config requires `kubernetes:enableSecretMutable: true`;
+  a program of your own must set it on its provider): otherwise the provider replaces a changed Secret,
+  deleting it first. Their content hashes sit in pod-template annotations so the pods roll.
 - volumeClaimTemplates cannot change (Kubernetes forbids it): changing size, class or NFS replaces the StatefulSet,
   with orphan deletion so the pods keep running and are adopted; existing claims keep their size (resize them).
+  With an autoscaler the StatefulSet still names a replica count (the minimum) so a replacement never starts at 1.
 """
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Mapping, Optional, Sequence, TypedDict
 
 import pulumi
@@ -20,15 +24,20 @@ import pulumi_random as random
 
 from components.acl import AclUser, render_acl
 from components.kube import (RESTRICTED_CONTAINER, content_hash, dns_name, labels, namespace_labels,
-                             restricted_pod, selector)
+                             restricted_pod, selector, skip_await_annotation)
 from components.mosquitto_conf import (AUTH_DIR, BRIDGE_CERT_DIR, CERT_DIR, CONFIG_DIR, DATA_DIR, HEALTH_ACL,
-                                       HEALTH_PORT, HEALTH_TOPIC, BrokerSettings, render_bridge,
-                                       render_mosquitto_conf)
+                                       HEALTH_PORT, HEALTH_TOPIC, RUN_DIR, START_SCRIPT, BrokerSettings,
+                                       render_bridge, render_mosquitto_conf)
+from components.names import INTERNAL_PORT_NAME
 from components.passwords import password_file
 from components.pki import ClientCertificate
 
 APP = "mosquitto"
 MOSQUITTO_UID = 1883
+"""The eclipse-mosquitto image's own user and group (eclipse/mosquitto v2.0.20 docker/2.0/Dockerfile:75-76)."""
+START = (Path(__file__).with_name("mosquitto_start.sh")).read_text()
+SECRET_FILE_MODE = 0o440
+"""Owner and group (fsGroup 1883) may read; nobody else (mosquitto warns about world-readable ACLs)."""
 
 
 class ResourcesArgs(TypedDict, total=False):
@@ -84,6 +93,11 @@ class MosquittoBrokerArgs(TypedDict, total=False):
     """Pod selectors (besides the brokers) allowed to reach the internal listener, e.g. the frontend."""
     storage_volume_prefix: Optional[str]
     """Pre-provisioned volumes (NfsStorage): claims bind by name, so no storage class is used."""
+    internal_listener: bool
+    """Open the internal mTLS listener even with one broker (a frontend health-checks it); clustered: always."""
+    skip_await: bool
+    """Do not wait for a LoadBalancer address (`pulumi.com/skipAwait`), for clusters without a load-balancer
+    controller; otherwise `pulumi up` waits up to 10 minutes for one."""
 
 
 class AutoscalingArgs(TypedDict, total=False):
@@ -121,8 +135,10 @@ class MosquittoBroker(pulumi.ComponentResource):
         meta_labels = labels(APP, name, "broker")
         child = pulumi.ResourceOptions(parent=self)
 
+        self.namespace_resource: Optional[k8s.core.v1.Namespace] = None
+        """The Namespace when this component creates it: other components in it depend on it."""
         if args.get("create_namespace", True):
-            namespace = k8s.core.v1.Namespace(
+            namespace = self.namespace_resource = k8s.core.v1.Namespace(
                 f"{name}-namespace", metadata={"name": ns, "labels": namespace_labels()}, opts=child)
             child = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
             k8s.networking.v1.NetworkPolicy(
@@ -140,7 +156,7 @@ class MosquittoBroker(pulumi.ComponentResource):
         # A clustered broker gets one file per pod ordinal (each pod bridges to the ordinals below it).
         max_replicas = max(args.get("max_replicas", replicas), replicas)
         clustered = max_replicas > 1
-        internal_port = settings.get("internal_port") if clustered else None
+        internal_port = settings.get("internal_port") if clustered or args.get("internal_listener") else None
         conf = render_mosquitto_conf({**settings, "internal_port": internal_port})
         if clustered:
             upstream = [f"{pod_dns_name(name, ns, i)}:{internal_port}" for i in range(max_replicas)]
@@ -150,12 +166,13 @@ class MosquittoBroker(pulumi.ComponentResource):
         else:
             conf_files = {"mosquitto.conf": conf}
             conf_path = f"{CONFIG_DIR}/mosquitto.conf"
-        conf_hash = content_hash(*[f"{k}\0{v}" for k, v in sorted(conf_files.items())], HEALTH_ACL)
+        conf_hash = content_hash(*[f"{k}\0{v}" for k, v in sorted(conf_files.items())], HEALTH_ACL, START)
         config_map = k8s.core.v1.ConfigMap(
             f"{name}-config", metadata=meta(f"{name}-config-{conf_hash[:10]}"),
-            data={**conf_files, "health.acl": HEALTH_ACL}, opts=child)
+            data={**conf_files, "health.acl": HEALTH_ACL, START_SCRIPT: START}, opts=child)
 
         # Passwords: given as secrets, or generated; only their `$7$` hashes reach the cluster.
+        _refuse_duplicate_users(users)
         passwords: dict[str, pulumi.Output[str]] = {}
         for user in users:
             if not user.get("password_login", True):
@@ -209,17 +226,18 @@ class MosquittoBroker(pulumi.ComponentResource):
         service_spec: dict = {"type": args.get("service_type", "ClusterIP"), "selector": sel, "ports": ports}
         if args.get("load_balancer_source_ranges"):
             service_spec["loadBalancerSourceRanges"] = list(args["load_balancer_source_ranges"])
-        k8s.core.v1.Service(f"{name}-service", metadata=meta(name), spec=service_spec, opts=child)
+        service_meta = meta(name, **({"annotations": skip_await_annotation(args)} if args.get("skip_await") else {}))
+        k8s.core.v1.Service(f"{name}-service", metadata=service_meta, spec=service_spec, opts=child)
 
         res = args.get("resources", {})
         container = {
             "name": APP,
             "image": args.get("image", "eclipse-mosquitto:2.0.20"),
             "imagePullPolicy": "IfNotPresent",
-            "command": ["mosquitto", "-c", conf_path],
+            "command": ["/bin/sh", f"{CONFIG_DIR}/{START_SCRIPT}", conf_path],
             "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
             "ports": [{"name": lst["name"], "containerPort": lst["port"], "protocol": "TCP"} for lst in listeners]
-            + ([{"name": "internal", "containerPort": internal_port, "protocol": "TCP"}] if internal_port else []),
+            + ([{"name": INTERNAL_PORT_NAME, "containerPort": internal_port, "protocol": "TCP"}] if internal_port else []),
             "resources": {
                 "requests": {"cpu": res.get("cpu_request", "1"), "memory": res.get("memory_request", "1Gi")},
                 "limits": {"cpu": res.get("cpu_limit", "2"), "memory": res.get("memory_limit", "2Gi")},
@@ -233,12 +251,14 @@ class MosquittoBroker(pulumi.ComponentResource):
                 {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True},
                 {"name": "certs", "mountPath": CERT_DIR, "readOnly": True},
                 {"name": "data", "mountPath": DATA_DIR},
+                {"name": "run", "mountPath": RUN_DIR},
             ],
         }
         volumes = [
-            {"name": "config", "configMap": {"name": config_map.metadata["name"], "defaultMode": 0o444}},
-            {"name": "auth", "secret": {"secretName": auth_secret.metadata["name"], "defaultMode": 0o440}},
-            {"name": "certs", "secret": {"secretName": tls_secret.metadata["name"], "defaultMode": 0o440}},
+            {"name": "config", "configMap": {"name": config_map.metadata["name"], "defaultMode": SECRET_FILE_MODE}},
+            {"name": "auth", "secret": {"secretName": auth_secret.metadata["name"], "defaultMode": SECRET_FILE_MODE}},
+            {"name": "certs", "secret": {"secretName": tls_secret.metadata["name"], "defaultMode": SECRET_FILE_MODE}},
+            {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
         ]
         bridge = args.get("bridge_certificate")
         if clustered and bridge is not None:
@@ -248,7 +268,7 @@ class MosquittoBroker(pulumi.ComponentResource):
                              "tls.key": pulumi.Output.secret(bridge.key_pem)}, opts=child)
             container["volumeMounts"].append({"name": "bridge", "mountPath": BRIDGE_CERT_DIR, "readOnly": True})
             volumes.append({"name": "bridge", "secret": {"secretName": bridge_secret.metadata["name"],
-                                                         "defaultMode": 0o440}})
+                                                         "defaultMode": SECRET_FILE_MODE}})
             tls_hash = pulumi.Output.unsecret(pulumi.Output.all(tls_hash, bridge.cert_pem).apply(
                 lambda parts: content_hash(*parts)))
         claims = []
@@ -273,8 +293,9 @@ class MosquittoBroker(pulumi.ComponentResource):
             metadata=meta(name, annotations={"pulumi.com/deletionPropagationPolicy": "orphan"}),
             spec={
                 "serviceName": headless,
-                # with an autoscaler the HPA owns the replica count; Pulumi must not reset it on every `up`
-                **({} if _autoscaled(args) else {"replicas": replicas}),
+                # With an autoscaler the HPA owns the count: `spec.replicas` is ignored on update (see opts below),
+                # but a replaced StatefulSet is created with the minimum instead of Kubernetes' default of 1.
+                "replicas": replicas,
                 "podManagementPolicy": "Parallel",
                 "updateStrategy": {"type": "RollingUpdate"},
                 "selector": {"matchLabels": sel},
@@ -297,7 +318,8 @@ class MosquittoBroker(pulumi.ComponentResource):
                 },
                 "volumeClaimTemplates": claims,
             },
-            opts=child)
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
+                ignore_changes=["spec.replicas"] if _autoscaled(args) else None)))
 
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb", metadata=meta(name),
@@ -340,6 +362,16 @@ class MosquittoBroker(pulumi.ComponentResource):
         self.register_outputs({"service_name": name, "endpoints": self.endpoints, "credentials": self.credentials})
 
 
+def _refuse_duplicate_users(users: Sequence[BrokerUserArgs]) -> None:
+    """mosquitto merges the ACL blocks of one user name: a second user of a name would inherit the first's rights."""
+    seen: set[str] = set()
+    for user in users:
+        if user["name"] in seen:
+            raise ValueError(f"MosquittoBroker: user {user['name']!r} is given twice (a second block of one name "
+                             "would share the first's ACL)")
+        seen.add(user["name"])
+
+
 def _autoscaled(args: MosquittoBrokerArgs) -> bool:
     scaling = args.get("autoscaling")
     return bool(scaling) and scaling["max_replicas"] > scaling["min_replicas"]
@@ -350,7 +382,11 @@ def _scheme(lst) -> str:
     return base + ("s" if lst.get("tls") else "")
 
 
+def service_dns_names(service: str, namespace: str) -> list[str]:
+    """Every form of a Service's in-cluster name that a client may use."""
+    return [service, f"{service}.{namespace}", f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.cluster.local"]
+
+
 def pod_dns_names(name: str, namespace: str, replicas: int) -> list[str]:
     """Every name a client may use for the brokers: the Service's forms and each pod's stable DNS name."""
-    svc = [name, f"{name}.{namespace}", f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local"]
-    return svc + [pod_dns_name(name, namespace, i) for i in range(replicas)]
+    return service_dns_names(name, namespace) + [pod_dns_name(name, namespace, i) for i in range(replicas)]

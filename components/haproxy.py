@@ -3,8 +3,16 @@
 A StatefulSet (not a Deployment) because HAProxy peers need stable names to share stick tables; at least two
 replicas, a PodDisruptionBudget and anti-affinity. TLS is passed through to the brokers, so client
 certificates reach them; health checks are real MQTT CONNECTs over mTLS to the brokers' internal listener
-with the frontend's own client certificate. Stats and Prometheus metrics sit on an internal port behind
-credentials from a Secret.
+with the frontend's own client certificate, one per broker per replica (haproxy_cfg.py). Stats and Prometheus
+metrics sit on an internal port behind credentials from a Secret, mounted as files (haproxy_pod.py).
+
+Every child is parented to the component. A caller's `depends_on` (e.g. the namespace) therefore holds back
+every child too. In the Python SDK (github.com/pulumi/pulumi, commit 1b59498, sdk/python/lib/pulumi/):
+runtime/resource.py:190-195 registers the component only once the URNs of its dependencies are known; a URN is
+known when RegisterResource has answered (runtime/resource.py:1223), and the engine answers only when the
+resource's step is done, i.e. the namespace is created (pkg/resource/deploy/source_eval.go:3039-3045); a child
+is registered only once its parent's URN is known (runtime/resource.py:222-225). The children's own dependency
+lists do not name the namespace: they hold their own depends_on and inputs only (runtime/resource.py:254-260).
 """
 
 from __future__ import annotations
@@ -16,13 +24,13 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.haproxy_cfg import CERT_DIR, CFG_DIR, PEER_PORT, STATS_PORT, FrontendPort, render_haproxy_cfg
-from components.kube import RESTRICTED_CONTAINER, content_hash, labels, restricted_pod, selector
+from components.haproxy_cfg import PEER_PORT, STATS_PORT, FrontendPort, render_haproxy_cfg
+from components.haproxy_pod import APP, frontend_container, frontend_pod_template
+from components.kube import content_hash, labels, selector
 from components.pki import ClientCertificate
 
-APP = "haproxy"
-HAPROXY_UID = 99
 START_SCRIPT = (Path(__file__).with_name("haproxy_start.sh")).read_text()
+SKIP_AWAIT = "pulumi.com/skipAwait"
 
 
 class HaProxyFrontendArgs(TypedDict, total=False):
@@ -47,6 +55,13 @@ class HaProxyFrontendArgs(TypedDict, total=False):
     service_type: str
     load_balancer_source_ranges: Sequence[str]
     resources: dict
+    skip_await: bool
+    """Do not wait for the frontend Service to become ready (default False). pulumi-kubernetes waits for a
+    LoadBalancer Service until `status.loadBalancer.ingress` has an entry, for up to 10 minutes, and fails the
+    update if none comes (provider/pkg/await/service.go:80, 158 and 299-309, github.com/pulumi/pulumi-kubernetes
+    v4.32.0 and commit 9497796); a cluster without a load-balancer controller never fills it in. True sets the
+    annotation `pulumi.com/skipAwait: "true"` on the Service, which skips that wait
+    (provider/pkg/await/await.go:1096-1103, provider/pkg/metadata/overrides.go:39-42)."""
 
 
 class HaProxyFrontend(pulumi.ComponentResource):
@@ -55,17 +70,44 @@ class HaProxyFrontend(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: HaProxyFrontendArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("mqtt-estate:index:HaProxyFrontend", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        ns = args["namespace"]
+        self._name, self._ns = name, args["namespace"]
+        self._child = pulumi.ResourceOptions(parent=self)
+        self._selector = selector(APP, name)
+        self._labels = labels(APP, name, "frontend")
+        self._headless = f"{name}-headless"
         replicas = max(args.get("replicas", 2), 2)
-        sel = selector(APP, name)
-        pod_labels = labels(APP, name, "frontend")
-        headless = f"{name}-headless"
 
-        def meta(obj_name: str, **extra) -> dict:
-            return {"name": obj_name, "namespace": ns, "labels": pod_labels, **extra}
+        config_map, cfg_hash = self._config(args, replicas)
+        stats = self._stats_credentials()
+        check_tls, certs_hash = self._check_tls(args)
+        self._services(args)
+        container = frontend_container(args.get("image", "haproxy:2.8.16"), args["ports"], args.get("resources"))
+        template = frontend_pod_template(
+            self._labels, self._selector,
+            {"mqtt-estate.io/config-hash": cfg_hash, "mqtt-estate.io/tls-hash": certs_hash}, container,
+            config_map=config_map.metadata["name"], check_tls_secret=check_tls.metadata["name"],
+            stats_secret=stats.metadata["name"])
+        k8s.apps.v1.StatefulSet(
+            f"{name}-statefulset", metadata=self._meta(name),
+            spec={"serviceName": self._headless, "replicas": replicas, "podManagementPolicy": "Parallel",
+                  "selector": {"matchLabels": self._selector}, "template": template},
+            opts=self._child)
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb", metadata=self._meta(name),
+            spec={"minAvailable": 1, "selector": {"matchLabels": self._selector}}, opts=self._child)
+        self._network_policy(args)
 
-        peers = [f"{name}-{i}.{headless}.{ns}.svc.cluster.local" for i in range(replicas)]
+        self.service_name = name
+        self.endpoints = {p["name"]: f"{p.get('scheme') or ('mqtts' if p.get('tls') else 'mqtt')}://"
+                                     f"{name}.{self._ns}.svc.cluster.local:{p['port']}" for p in args["ports"]}
+        self.register_outputs({"service_name": name, "endpoints": self.endpoints})
+
+    def _meta(self, obj_name: str, **extra) -> dict:
+        return {"name": obj_name, "namespace": self._ns, "labels": self._labels, **extra}
+
+    def _config(self, args: HaProxyFrontendArgs, replicas: int) -> tuple[k8s.core.v1.ConfigMap, str]:
+        """haproxy.cfg and the start script, in a ConfigMap named by their content (a change rolls the pods)."""
+        peers = [f"{self._name}-{i}.{self._headless}.{self._ns}.svc.cluster.local" for i in range(replicas)]
         cfg = render_haproxy_cfg({
             "ports": args["ports"], "servers": args["broker_servers"], "check_port": args["internal_port"],
             "check_name": args["check_name"], "topology": args.get("topology", "active-active"), "peers": peers,
@@ -73,119 +115,66 @@ class HaProxyFrontend(pulumi.ComponentResource):
             "server_maxconn": args.get("server_maxconn", 10000)})
         cfg_hash = content_hash(cfg, START_SCRIPT)
         config_map = k8s.core.v1.ConfigMap(
-            f"{name}-config", metadata=meta(f"{name}-config-{cfg_hash[:10]}"),
-            data={"haproxy.cfg": cfg, "start.sh": START_SCRIPT}, opts=child)
+            f"{self._name}-config", metadata=self._meta(f"{self._name}-config-{cfg_hash[:10]}"),
+            data={"haproxy.cfg": cfg, "start.sh": START_SCRIPT}, opts=self._child)
+        return config_map, cfg_hash
 
-        password = random.RandomPassword(f"{name}-stats-password", length=32, special=False, opts=child)
+    def _stats_credentials(self) -> k8s.core.v1.Secret:
+        """A generated password for the stats page, in a Secret the pods mount as files."""
+        password = random.RandomPassword(f"{self._name}-stats-password", length=32, special=False, opts=self._child)
         self.stats_password = pulumi.Output.secret(password.result)
-        stats = k8s.core.v1.Secret(
-            f"{name}-stats", metadata=meta(f"{name}-stats"), type="Opaque",
-            string_data={"username": "stats", "password": self.stats_password}, opts=child)
+        return k8s.core.v1.Secret(
+            f"{self._name}-stats", metadata=self._meta(f"{self._name}-stats"), type="Opaque",
+            string_data={"username": "stats", "password": self.stats_password}, opts=self._child)
+
+    def _check_tls(self, args: HaProxyFrontendArgs) -> tuple[k8s.core.v1.Secret, pulumi.Output[str]]:
+        """The health checks' client certificate and the CA, and a hash of their public parts for the pods."""
         check = args["check_certificate"]
         check_pem = pulumi.Output.secret(pulumi.Output.all(check.cert_pem, check.key_pem).apply(
             lambda parts: parts[0] + parts[1]))
         certs = k8s.core.v1.Secret(
-            f"{name}-check-tls", metadata=meta(f"{name}-check-tls"), type="Opaque",
-            string_data={"check.pem": check_pem, "ca.crt": args["ca_cert_pem"]}, opts=child)
+            f"{self._name}-check-tls", metadata=self._meta(f"{self._name}-check-tls"), type="Opaque",
+            string_data={"check.pem": check_pem, "ca.crt": args["ca_cert_pem"]}, opts=self._child)
         certs_hash = pulumi.Output.unsecret(pulumi.Output.all(check.cert_pem, args["ca_cert_pem"]).apply(
             lambda parts: content_hash(*parts)))
+        return certs, certs_hash
 
-        ports = [{"name": p["name"], "port": p["port"], "targetPort": p["name"], "protocol": "TCP"}
-                 for p in args["ports"]]
+    def _services(self, args: HaProxyFrontendArgs) -> None:
+        """The headless Service that names the peers, and the Service clients connect to."""
         k8s.core.v1.Service(
-            f"{name}-headless", metadata=meta(headless),
-            spec={"clusterIP": "None", "publishNotReadyAddresses": True, "selector": sel,
+            f"{self._name}-headless", metadata=self._meta(self._headless),
+            spec={"clusterIP": "None", "publishNotReadyAddresses": True, "selector": self._selector,
                   "ports": [{"name": "peers", "port": PEER_PORT, "targetPort": "peers", "protocol": "TCP"}]},
-            opts=child)
-        service_spec: dict = {"type": args.get("service_type", "ClusterIP"), "selector": sel, "ports": ports}
+            opts=self._child)
+        spec: dict = {"type": args.get("service_type", "ClusterIP"), "selector": self._selector,
+                      "ports": [{"name": p["name"], "port": p["port"], "targetPort": p["name"], "protocol": "TCP"}
+                                for p in args["ports"]]}
         if args.get("load_balancer_source_ranges"):
-            service_spec["loadBalancerSourceRanges"] = list(args["load_balancer_source_ranges"])
-        if service_spec["type"] == "LoadBalancer":
-            service_spec["externalTrafficPolicy"] = "Local"  # keep client source addresses for stickiness
-        k8s.core.v1.Service(f"{name}-service", metadata=meta(name), spec=service_spec, opts=child)
+            spec["loadBalancerSourceRanges"] = list(args["load_balancer_source_ranges"])
+        if spec["type"] == "LoadBalancer":
+            spec["externalTrafficPolicy"] = "Local"  # keep client source addresses for stickiness
+        extra = {"annotations": {SKIP_AWAIT: "true"}} if args.get("skip_await", False) else {}
+        k8s.core.v1.Service(f"{self._name}-service", metadata=self._meta(self._name, **extra), spec=spec,
+                            opts=self._child)
 
-        res = args.get("resources") or {}
-        container = {
-            "name": APP,
-            "image": args.get("image", "haproxy:2.8.16"),
-            "imagePullPolicy": "IfNotPresent",
-            "command": ["/bin/sh", f"{CFG_DIR}/start.sh"],
-            "env": [
-                {"name": "PEER_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                {"name": "STATS_USER", "valueFrom": {"secretKeyRef": {"name": f"{name}-stats", "key": "username"}}},
-                {"name": "STATS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": f"{name}-stats",
-                                                                          "key": "password"}}},
-            ],
-            "ports": [{"name": p["name"], "containerPort": p["port"], "protocol": "TCP"} for p in args["ports"]]
-            + [{"name": "stats", "containerPort": STATS_PORT, "protocol": "TCP"},
-               {"name": "peers", "containerPort": PEER_PORT, "protocol": "TCP"}],
-            "resources": {
-                "requests": {"cpu": res.get("cpu_request", "250m"), "memory": res.get("memory_request", "256Mi")},
-                "limits": {"cpu": res.get("cpu_limit", "1"), "memory": res.get("memory_limit", "512Mi")},
-            },
-            "securityContext": RESTRICTED_CONTAINER,
-            "readinessProbe": {"tcpSocket": {"port": "stats"}, "periodSeconds": 5, "timeoutSeconds": 2,
-                               "failureThreshold": 2},
-            "livenessProbe": {"tcpSocket": {"port": "stats"}, "periodSeconds": 10, "timeoutSeconds": 2,
-                              "failureThreshold": 3},
-            "volumeMounts": [
-                {"name": "config", "mountPath": CFG_DIR, "readOnly": True},
-                {"name": "certs", "mountPath": CERT_DIR, "readOnly": True},
-                {"name": "run", "mountPath": "/tmp"},
-            ],
-        }
-        k8s.apps.v1.StatefulSet(
-            f"{name}-statefulset",
-            metadata=meta(name),
-            spec={
-                "serviceName": headless,
-                "replicas": replicas,
-                "podManagementPolicy": "Parallel",
-                "selector": {"matchLabels": sel},
-                "template": {
-                    "metadata": {"labels": pod_labels, "annotations": {"mqtt-estate.io/config-hash": cfg_hash,
-                                                                       "mqtt-estate.io/tls-hash": certs_hash}},
-                    "spec": {
-                        "automountServiceAccountToken": False,
-                        "securityContext": restricted_pod(HAPROXY_UID),
-                        "terminationGracePeriodSeconds": 30,
-                        "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
-                            {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": sel}}]}},
-                        "containers": [container],
-                        "volumes": [
-                            {"name": "config", "configMap": {"name": config_map.metadata["name"], "defaultMode": 0o444}},
-                            {"name": "certs", "secret": {"secretName": certs.metadata["name"], "defaultMode": 0o440}},
-                            {"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
-                        ],
-                    },
-                },
-            },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[stats]))
-
-        k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-pdb", metadata=meta(name), spec={"minAvailable": 1, "selector": {"matchLabels": sel}},
-            opts=child)
-        same_ns = [{"podSelector": {}}]
+    def _network_policy(self, args: HaProxyFrontendArgs) -> None:
+        own_pods = [{"podSelector": {"matchLabels": self._selector}}]
         k8s.networking.v1.NetworkPolicy(
-            f"{name}-netpol", metadata=meta(name),
+            f"{self._name}-netpol", metadata=self._meta(self._name),
             spec={
-                "podSelector": {"matchLabels": sel},
+                "podSelector": {"matchLabels": self._selector},
                 "policyTypes": ["Ingress", "Egress"],
                 "ingress": [
                     {"ports": [{"port": p["port"], "protocol": "TCP"} for p in args["ports"]]},
-                    {"from": same_ns, "ports": [{"port": STATS_PORT, "protocol": "TCP"}]},
-                    {"from": [{"podSelector": {"matchLabels": sel}}], "ports": [{"port": PEER_PORT, "protocol": "TCP"}]},
+                    {"from": [{"podSelector": {}}], "ports": [{"port": STATS_PORT, "protocol": "TCP"}]},
+                    {"from": own_pods, "ports": [{"port": PEER_PORT, "protocol": "TCP"}]},
                 ],
                 "egress": [
                     {"to": [{"podSelector": {"matchLabels": dict(args["broker_selector"])}}],
                      "ports": [{"port": p["port"], "protocol": "TCP"} for p in args["ports"]]
                      + [{"port": args["internal_port"], "protocol": "TCP"}]},
-                    {"to": [{"podSelector": {"matchLabels": sel}}], "ports": [{"port": PEER_PORT, "protocol": "TCP"}]},
+                    {"to": own_pods, "ports": [{"port": PEER_PORT, "protocol": "TCP"}]},
                     {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
                 ],
             },
-            opts=child)
-        self.service_name = name
-        self.endpoints = {p["name"]: f"{p.get('scheme') or ('mqtts' if p.get('tls') else 'mqtt')}://"
-                                     f"{name}.{ns}.svc.cluster.local:{p['port']}" for p in args["ports"]}
-        self.register_outputs({"service_name": name, "endpoints": self.endpoints})
+            opts=self._child)

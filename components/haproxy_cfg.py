@@ -5,6 +5,10 @@ frontends are inspected: non-MQTT traffic is rejected (`mqtt_is_valid`) and clie
 MQTT client id. TLS frontends can only be told apart from garbage by their ClientHello and stick by source.
 Servers are the broker pods' stable DNS names up to the autoscaling maximum; pods that do not exist yet stay
 unresolved (down) until they appear, so scaling never needs a config edit.
+
+Health: one backend, `health`, checks every broker with a real MQTT CONNECT over mTLS; the servers of the client
+backends `track` those servers instead of checking on their own. Each replica therefore opens one check
+connection per broker per interval, whatever the number of listeners (it used to be one per listener).
 """
 
 from __future__ import annotations
@@ -17,6 +21,13 @@ STATS_PORT = 8404
 PEER_PORT = 10000
 CHECK_CLIENT_ID = ""
 """Empty: the broker assigns a fresh id, so checks from several replicas never take over each other's session."""
+HEALTH_BACKEND = "health"
+"""The one backend whose servers run the MQTT checks (a reserved listener name, see components/names.py)."""
+CHECK_TIMING = "inter 2s downinter 1s fastinter 250ms fall 2 rise 2"
+"""A check is three lines in a broker's log (connection, client connected, client disconnected, with
+connection_messages true): every 2 s that is 1.5 lines/s per broker per HAProxy replica. A broker that fails one
+check is checked again after 250 ms (fall 2: down within about 2.3 s of dying if no client notices first); a down
+broker is probed every second and is back in rotation about 1.3 s after it answers again (rise 2 at fastinter)."""
 
 
 def mqtt_connect_hex(client_id: str, keepalive: int = 10) -> str:
@@ -104,6 +115,7 @@ def render_haproxy_cfg(s: HaProxySettings) -> str:
         "    stats refresh 10s",
         f"    stats auth \"$STATS_USER\":\"$STATS_PASSWORD\"",
     ]
+    lines += _health_backend(s)
     active_standby = s.get("topology", "active-standby") == "active-standby"
     for port in s["ports"]:
         name, tls = port["name"], port.get("tls", False)
@@ -129,16 +141,46 @@ def render_haproxy_cfg(s: HaProxySettings) -> str:
                       f"    stick-table type string len 128 size 1m expire 30m peers replicas",
                       "    stick on req.payload(0,0),mqtt_field_value(connect,client_identifier)"]
         lines += [
-            "    # health: a real MQTT CONNECT over mTLS to the internal listener; CONNACK 0 means healthy",
-            "    option tcp-check",
-            "    tcp-check connect ssl",
-            f"    tcp-check send-binary {mqtt_connect_hex(CHECK_CLIENT_ID)}",
-            f"    tcp-check expect binary {CONNACK_ACCEPTED_HEX}",
-            f"    tcp-check send-binary {DISCONNECT_HEX}",
-            f"    default-server init-addr none resolvers cluster check check-ssl port {s['check_port']} "
-            f"crt {CERT_DIR}/check.pem ca-file {CERT_DIR}/ca.crt verify required verifyhost {s['check_name']} "
-            f"inter 1s fastinter 250ms fall 2 rise 2 observe layer4 error-limit 1 on-error fastinter "
-            f"on-marked-down shutdown-sessions maxconn {s['server_maxconn']}",
+            f"    # health: each server follows {HEALTH_BACKEND}/<same name>; a connection a broker refuses is retried",
+            "    # on another one (retries, option redispatch), and a broker marked down loses its sessions",
+            f"    default-server init-addr none resolvers cluster on-marked-down shutdown-sessions "
+            f"maxconn {s['server_maxconn']}",
         ]
-        lines += [f"    server b{i} {server}:{port['port']}" for i, server in enumerate(s["servers"])]
+        lines += [f"    server b{i} {server}:{port['port']} track {HEALTH_BACKEND}/b{i}"
+                  for i, server in enumerate(s["servers"])]
     return "\n".join(lines) + "\n"
+
+
+def _health_backend(s: HaProxySettings) -> list[str]:
+    """The only servers with checks; every client backend's server bN tracks health/bN.
+
+    HAProxy 2.8 constraints this follows (doc: configuration.txt and src/ of the 2.8 branch, tag v2.8.0 in
+    github.com/haproxy/haproxy; 2.8.16 is a bug-fix release of that branch):
+      - `track [<proxy>/]<server>` copies another server's state (doc/configuration.txt:16646-16651);
+      - a server cannot both check and track ("unable to enable checks and tracking at the same time!",
+        src/server.c:2967-2968), and the tracked server must have a check (src/server.c:5293-5297), so the
+        client backends' default-server carries no `check` and this one does;
+      - `observe layer4` "requires to enable health checks" (doc/configuration.txt:16236-16239) and is ignored on
+        a server without a check task (include/haproxy/check.h:115-122), so it would do nothing on the
+        tracking servers, while this backend carries no traffic to observe: it is not used. A connection to a
+        dead broker is retried elsewhere at once (`retries 2` with `option redispatch 1`), as before;
+      - `init-addr none` with `resolvers` works on both sides: every server resolves its own name, a tracking
+        server takes the tracked one's up/down/stopping state (src/server.c:1686-1690, 1717-1721) and its
+        maintenance (a name that does not resolve puts a server in maintenance, which trackers inherit,
+        src/server.c:1762-1793), and leaves maintenance in the tracked server's state (src/server.c:5538-5573);
+      - `on-marked-down shutdown-sessions` acts on each tracking server when its state follows the tracked one
+        down (src/server.c:5354-5365).
+    """
+    return [
+        "",
+        f"backend {HEALTH_BACKEND}",
+        "    # health: a real MQTT CONNECT over mTLS to the internal listener; CONNACK 0 means healthy. The only",
+        "    # checks: the client backends' servers track these, so each broker sees one check per interval",
+        "    option tcp-check",
+        "    tcp-check connect ssl",
+        f"    tcp-check send-binary {mqtt_connect_hex(CHECK_CLIENT_ID)}",
+        f"    tcp-check expect binary {CONNACK_ACCEPTED_HEX}",
+        f"    tcp-check send-binary {DISCONNECT_HEX}",
+        f"    default-server init-addr none resolvers cluster check check-ssl crt {CERT_DIR}/check.pem "
+        f"ca-file {CERT_DIR}/ca.crt verify required verifyhost {s['check_name']} {CHECK_TIMING}",
+    ] + [f"    server b{i} {server}:{s['check_port']}" for i, server in enumerate(s["servers"])]

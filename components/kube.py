@@ -56,3 +56,8 @@ def namespace_labels() -> dict[str, str]:
             "pod-security.kubernetes.io/warn": "restricted",
             "pod-security.kubernetes.io/audit": "restricted",
             "app.kubernetes.io/part-of": PART_OF}
+
+
+def skip_await_annotation(args) -> dict[str, str]:
+    """`pulumi.com/skipAwait` when asked: the provider then does not wait for a LoadBalancer address."""
+    return {"pulumi.com/skipAwait": "true"} if args.get("skip_await") else {}

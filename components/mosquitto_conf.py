@@ -18,6 +18,9 @@ HEALTH_PORT = 1880
 HEALTH_TOPIC = "$SYS/broker/uptime"
 HEALTH_ACL = f"topic read {HEALTH_TOPIC}\n"
 BRIDGE_CERT_DIR = "/mosquitto/bridge"
+RUN_DIR = "/mosquitto/run"
+"""The broker's private copies of its password file and ACLs (mosquitto_start.sh makes them at start)."""
+START_SCRIPT = "start.sh"
 
 
 class ListenerSpec(TypedDict, total=False):
@@ -53,6 +56,8 @@ class BrokerSettings(TypedDict, total=False):
     max_inflight_messages: int
     max_packet_size: int
     max_keepalive: int
+    max_queued_bytes: int
+    """Per-client cap on queued message bytes; 0 or absent: only max_queued_messages caps the queue."""
 
 
 def _listener_block(lst: ListenerSpec, settings: BrokerSettings) -> list[str]:
@@ -62,8 +67,8 @@ def _listener_block(lst: ListenerSpec, settings: BrokerSettings) -> list[str]:
         lines += ["allow_anonymous false", "use_identity_as_username true"]
     else:
         lines += [f"allow_anonymous {'true' if settings.get('allow_anonymous') else 'false'}",
-                  f"password_file {AUTH_DIR}/passwd"]
-    lines.append(f"acl_file {AUTH_DIR}/acl")
+                  f"password_file {RUN_DIR}/passwd"]
+    lines.append(f"acl_file {RUN_DIR}/acl")
     if lst.get("tls"):
         lines += [f"cafile {CERT_DIR}/ca.crt", f"certfile {CERT_DIR}/tls.crt", f"keyfile {CERT_DIR}/tls.key",
                   f"tls_version {lst.get('tls_version', 'tlsv1.2')}",
@@ -88,6 +93,8 @@ def render_mosquitto_conf(settings: BrokerSettings) -> str:
         f"max_packet_size {settings['max_packet_size']}",
         f"max_keepalive {settings['max_keepalive']}",
     ]
+    if settings.get("max_queued_bytes"):
+        lines.append(f"max_queued_bytes {settings['max_queued_bytes']}")
     if settings.get("persistence"):
         lines += ["persistence true", f"persistence_location {DATA_DIR}/",
                   f"autosave_interval {settings['autosave_interval']}",
@@ -96,7 +103,7 @@ def render_mosquitto_conf(settings: BrokerSettings) -> str:
         lines.append("persistence false")
     lines += ["", "# health: loopback only, anonymous read of the uptime topic for the exec probe",
               f"listener {HEALTH_PORT} 127.0.0.1", "protocol mqtt", "max_connections 8",
-              "allow_anonymous true", f"acl_file {CONFIG_DIR}/health.acl"]
+              "allow_anonymous true", f"acl_file {RUN_DIR}/health.acl"]
     listeners = list(settings["listeners"])
     if settings.get("internal_port"):
         listeners.append({"name": "internal", "port": settings["internal_port"], "tls": True,
@@ -140,6 +147,136 @@ def render_bridge(bridge: BridgeSpec) -> str:
     ]) + "\n"
 
 
+# --- reading a mosquitto.conf back, by mosquitto's own rules -------------------------------------------------
+#
+# Where an option takes effect depends on the option, not on where it is written. In eclipse/mosquitto v2.0.20
+# src/conf.c, config__read_file_core() (line 723) keeps one `cur_listener` (the default listener until the first
+# `listener` line, line 737; each `listener` line replaces it, lines 1384-1485) and one `cur_bridge` (each
+# `connection` line replaces it, lines 1241-1288). A listener option always writes to cur_listener, a bridge
+# option to cur_bridge (and fails without one: "Invalid bridge configuration"), a global option to the config:
+# `persistence true` after a listener block is still global, a `listener` line does not end a bridge block and
+# a `connection` line does not end a listener block. Authentication options go through
+# conf__set_cur_security_options() (lines 74-81): the current listener's with `per_listener_settings true`,
+# the global ones without it; at run time the final per_listener_settings decides which set is consulted
+# (security_default.c mosquitto_acl_check_default, lines 381-386). Each value below is the line of src/conf.c
+# (tag v2.0.20) where the option is parsed.
+
+GLOBAL_OPTIONS: dict[str, int] = {
+    "allow_duplicate_messages": 832, "autosave_interval": 917, "autosave_on_changes": 920,
+    "check_retain_source": 1184, "clientid_prefixes": 1234, "connection_messages": 1289, "include_dir": 1327,
+    "log_dest": 1519, "log_facility": 1574, "log_timestamp": 1609, "log_timestamp_format": 1611, "log_type": 1613,
+    "max_inflight_bytes": 1665, "max_inflight_messages": 1669, "max_keepalive": 1678, "max_packet_size": 1685,
+    "max_queued_bytes": 1692, "max_queued_messages": 1696, "memory_limit": 1700, "message_size_limit": 1708,
+    "per_listener_settings": 1779, "persistence": 1785, "persistence_file": 1787, "persistence_location": 1789,
+    "persistent_client_expiration": 1791, "pid_file": 1823, "queue_qos0_messages": 1880, "retain_available": 1920,
+    "retry_interval": 1922, "set_tcp_nodelay": 1935, "sys_interval": 1982, "upgrade_outgoing_qos": 2138,
+    "user": 2154, "websockets_log_level": 2172, "websockets_headers_size": 2178,
+}
+"""Options that always write to the global config, wherever they are written."""
+
+LISTENER_OPTIONS: dict[str, int] = {
+    "bind_interface": 930, "cafile": 1155, "capath": 1166, "certfile": 1173, "ciphers": 1187,
+    "ciphers_tls1.3": 1194, "crlfile": 1291, "dhparamfile": 1298, "http_dir": 1305, "keyfile": 1377,
+    "max_connections": 1648, "maximum_qos": 1657, "mount_point": 1715, "protocol": 1839, "psk_hint": 1873,
+    "require_certificate": 1882, "socket_domain": 1966, "tls_engine": 2003, "tls_engine_kpass_sha1": 2010,
+    "tls_keyform": 2023, "tls_version": 2034, "max_topic_alias": 2113, "use_identity_as_username": 2140,
+    "use_subject_as_username": 2147, "use_username_as_clientid": 2158,
+}
+"""Options of the current listener (cur_listener): the last `listener` line, or the default listener before one."""
+
+DEFAULT_LISTENER_OPTIONS: dict[str, int] = {"bind_address": 922, "port": 1826}
+"""Deprecated options that always set the default listener (config->default_listener), never a `listener` block."""
+
+SECURITY_OPTIONS: dict[str, int] = {
+    "acl_file": 767, "allow_anonymous": 829, "allow_zero_length_clientid": 835, "plugin": 886,
+    "auto_id_prefix": 909, "password_file": 1772, "psk_file": 1862,
+}
+"""Authentication options: per listener with per_listener_settings true, else global (conf.c lines 74-81)."""
+
+PLUGIN_OPTION_PREFIXES = ("auth_opt_", "plugin_opt_")
+"""auth_opt_* / plugin_opt_* (line 838) and auth_plugin_deny_special_chars (902) belong to the last plugin."""
+
+BRIDGE_OPTIONS: dict[str, int] = {
+    "address": 774, "bridge_attempt_unsubscribe": 938, "bridge_cafile": 949, "bridge_alpn": 966,
+    "bridge_bind_address": 977, "bridge_capath": 988, "bridge_certfile": 1005, "bridge_identity": 1022,
+    "bridge_insecure": 1037, "bridge_require_ocsp": 1051, "bridge_max_packet_size": 1062,
+    "bridge_outgoing_retain": 1075, "bridge_keyfile": 1086, "bridge_protocol_version": 1103, "bridge_psk": 1129,
+    "bridge_tls_version": 1144, "remote_clientid": 1201, "cleansession": 1212, "local_cleansession": 1223,
+    "idle_timeout": 1312, "keepalive_interval": 1357, "local_clientid": 1486, "local_password": 1497,
+    "local_username": 1508, "notifications": 1728, "notifications_local_only": 1739, "notification_topic": 1750,
+    "remote_password": 1761, "restart_timeout": 1889, "round_robin": 1924, "start_type": 1937, "threshold": 1988,
+    "topic": 2041, "try_private": 2127, "remote_username": 2161,
+}
+"""Options of the current bridge (cur_bridge): the last `connection` line."""
+
+ALIASES = {"addresses": "address", "auth_plugin": "plugin", "clientid": "remote_clientid",
+           "max_qos": "maximum_qos", "password": "remote_password", "retained_persistence": "persistence",
+           "username": "remote_username"}
+"""Second names conf.c accepts for one option (lines 774, 886, 1201, 1657, 1761, 1785, 2161)."""
+
+BOOLEAN_OPTIONS = frozenset({
+    "allow_anonymous", "allow_duplicate_messages", "allow_zero_length_clientid", "auth_plugin_deny_special_chars",
+    "autosave_on_changes", "bridge_attempt_unsubscribe", "bridge_insecure", "bridge_outgoing_retain",
+    "bridge_require_ocsp", "check_retain_source", "cleansession", "connection_messages", "local_cleansession",
+    "log_timestamp", "notifications", "notifications_local_only", "per_listener_settings", "persistence",
+    "queue_qos0_messages", "require_certificate", "retain_available", "round_robin", "set_tcp_nodelay",
+    "try_private", "upgrade_outgoing_qos", "use_identity_as_username", "use_subject_as_username",
+    "use_username_as_clientid"})
+"""conf__parse_bool (line 2321) reads one token and takes true/1 and false/0: stored here as "true"/"false"."""
+
+ONE_TOKEN_OPTIONS = frozenset({
+    "autosave_interval", "bridge_max_packet_size", "idle_timeout", "keepalive_interval", "log_type",
+    "max_connections", "max_inflight_bytes", "max_inflight_messages", "max_keepalive", "max_packet_size",
+    "max_queued_bytes", "max_queued_messages", "max_topic_alias", "maximum_qos", "message_size_limit",
+    "persistent_client_expiration", "port", "protocol", "socket_domain", "start_type", "sys_interval",
+    "threshold", "websockets_headers_size", "websockets_log_level"})
+"""Options read with one strtok_r token (conf__parse_int and friends): anything after it is ignored."""
+
+
+def option_scope(key: str) -> str:
+    """'global', 'listener', 'default-listener', 'security', 'plugin', 'bridge', 'section' or 'unknown'."""
+    key = ALIASES.get(key, key)
+    if key in ("listener", "connection"):
+        return "section"
+    if key in GLOBAL_OPTIONS:
+        return "global"
+    if key in LISTENER_OPTIONS:
+        return "listener"
+    if key in DEFAULT_LISTENER_OPTIONS:
+        return "default-listener"
+    if key in SECURITY_OPTIONS:
+        return "security"
+    if key.startswith(PLUGIN_OPTION_PREFIXES) or key == "auth_plugin_deny_special_chars":
+        return "plugin"
+    if key in BRIDGE_OPTIONS:
+        return "bridge"
+    return "unknown"
+
+
+def _atoi(text: str) -> int:
+    """C atoi: leading sign and digits, 0 when there are none (how conf.c reads ports)."""
+    digits = ""
+    for i, ch in enumerate(text.strip()):
+        if ch.isdigit() or (i == 0 and ch in "+-"):
+            digits += ch
+        else:
+            break
+    try:
+        return int(digits)
+    except ValueError:
+        return 0
+
+
+def _value(key: str, rest: str) -> str:
+    rest = rest.strip()
+    if key in BOOLEAN_OPTIONS or key in ONE_TOKEN_OPTIONS:
+        token = rest.split()[0] if rest.split() else ""
+        if key in BOOLEAN_OPTIONS:
+            return {"1": "true", "0": "false"}.get(token, token)
+        return token
+    return rest
+
+
 @dataclass
 class ListenerInfo:
     port: int
@@ -149,35 +286,12 @@ class ListenerInfo:
     tls: bool = False
     mtls: bool = False
     settings: dict = field(default_factory=dict)
-
-
-def parse_listeners(conf: str) -> list[ListenerInfo]:
-    """Listener blocks in order; a `# name` comment right before `listener` names it (as we render it)."""
-    listeners: list[ListenerInfo] = []
-    last_comment = ""
-    for raw in conf.splitlines():
-        line = raw.strip()
-        if line.startswith("#"):
-            last_comment = line[1:].strip()
-            continue
-        if not line:
-            continue
-        key, _, value = line.partition(" ")
-        if key == "listener":
-            parts = value.split()
-            listeners.append(ListenerInfo(int(parts[0]), parts[1] if len(parts) > 1 else None,
-                                          last_comment.split(":")[0]))
-        elif listeners:
-            current = listeners[-1]
-            current.settings[key] = value
-            if key == "protocol":
-                current.protocol = value
-            elif key == "certfile":
-                current.tls = True
-            elif key == "require_certificate":
-                current.mtls = value == "true"
-        last_comment = ""
-    return listeners
+    """What applies to this listener (last value of each): its own options, and the authentication options in
+    force for it -- its own with per_listener_settings true, the global ones without."""
+    line: int = 0
+    """Line of its `listener` line (0 for the default listener)."""
+    own: dict = field(default_factory=dict)
+    """Only the options written for this listener (authentication options included when they were per listener)."""
 
 
 @dataclass
@@ -185,26 +299,134 @@ class MosquittoConf:
     """A mosquitto.conf read back: global settings, listener blocks and bridge connections, in file order."""
 
     settings: dict[str, list[str]] = field(default_factory=dict)
+    """Global options (every value in file order); authentication options too without per_listener_settings."""
     listeners: list[ListenerInfo] = field(default_factory=list)
     bridges: list[dict[str, list[str]]] = field(default_factory=list)
+    per_listener_settings: bool = False
+    errors: list[str] = field(default_factory=list)
+    """What mosquitto itself would refuse (unknown options, bridge options before any `connection`, ...)."""
+
+
+def _finish_listener(lst: ListenerInfo) -> None:
+    own = lst.own
+    lst.protocol = own.get("protocol", "mqtt") or "mqtt"
+    lst.tls = bool(own.get("certfile") or own.get("psk_hint"))
+    lst.mtls = own.get("require_certificate") == "true"
+
+
+def _sets_default_listener(key: str, value: str) -> bool:
+    """Whether an option written before any `listener` line makes mosquitto open the default listener."""
+    if key == "max_connections":
+        return _atoi(value) >= 0
+    if key == "maximum_qos":
+        return value != "2"
+    if key == "protocol":
+        return value != "mqtt"
+    if key == "allow_zero_length_clientid":
+        return value != "true"
+    return (key in LISTENER_OPTIONS or key in DEFAULT_LISTENER_OPTIONS or key in ("password_file", "psk_file", "plugin")
+            or key.startswith(PLUGIN_OPTION_PREFIXES))
 
 
 def parse_mosquitto_conf(conf: str) -> MosquittoConf:
-    """Split a config into global settings, listener blocks and bridge (`connection`) blocks."""
-    parsed = MosquittoConf(listeners=parse_listeners(conf))
-    section = "global"
-    for raw in conf.splitlines():
+    """Read a config the way mosquitto 2.0 does (see the option tables above); never raises on odd input."""
+    parsed = MosquittoConf()
+    text = conf if isinstance(conf, str) else ""
+    default = ListenerInfo(0, None, "default")
+    current: ListenerInfo = default          # conf.c line 737: cur_listener starts as the default listener
+    bridge: dict[str, list[str]] | None = None
+    section = "global"                       # only for options conf.c does not know (kept where written)
+    global_security: dict[str, str] = {}
+    plugin_home: dict[str, str] | None = None
+    security_seen = False
+    last_comment = ""
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
-        if not line or line.startswith("#"):
+        if not line:
             continue
-        key, _, value = line.partition(" ")
+        if line.startswith("#"):             # conf.c line 753: a comment starts the line
+            last_comment = line[1:].strip()
+            continue
+        parts = line.split(None, 1)
+        key = ALIASES.get(parts[0], parts[0])
+        rest = parts[1] if len(parts) > 1 else ""
+        value = _value(key, rest)
+        scope = option_scope(key)
         if key == "listener":
+            tokens = rest.split()
+            port = _atoi(tokens[0]) if tokens else 0
+            bind = tokens[1] if len(tokens) > 1 and not tokens[1].startswith("#") else None  # line 1398
+            if not tokens or not 0 <= port <= 65535 or (port == 0 and bind is None):
+                parsed.errors.append(f"line {number}: invalid listener {rest!r}")
+            current = ListenerInfo(port, bind, last_comment.split(":")[0].strip(), line=number)
+            parsed.listeners.append(current)
             section = "listener"
         elif key == "connection":
+            name = rest.split()[0] if rest.split() else ""
+            if not name:
+                parsed.errors.append(f"line {number}: empty connection name")
+            elif any(b["connection"][0] == name for b in parsed.bridges):
+                parsed.errors.append(f"line {number}: duplicate bridge name {name!r}")  # line 1246
+            bridge = {"connection": [name]}
+            parsed.bridges.append(bridge)
             section = "bridge"
-            parsed.bridges.append({"connection": [value]})
-        elif section == "global":
+        elif scope == "global":
             parsed.settings.setdefault(key, []).append(value)
-        elif section == "bridge":
-            parsed.bridges[-1].setdefault(key, []).append(value)
+            if key == "per_listener_settings":
+                if value == "true" and security_seen:  # line 1781
+                    parsed.errors.append(f"line {number}: per_listener_settings after security settings")
+                parsed.per_listener_settings = value == "true"
+        elif scope == "listener":
+            current.own[key] = value
+        elif scope == "default-listener":
+            default.own[key] = value
+        elif scope == "security":
+            security_seen = True
+            target = current.own if parsed.per_listener_settings else global_security
+            target[key] = value
+            if not parsed.per_listener_settings:
+                parsed.settings.setdefault(key, []).append(value)
+            if key == "plugin":
+                plugin_home = target
+        elif scope == "plugin":
+            if plugin_home is None:             # line 840: auth_opt_ without an auth_plugin
+                parsed.errors.append(f"line {number}: {key} without a plugin")
+            else:
+                plugin_home[key] = value
+                if plugin_home is global_security:
+                    parsed.settings.setdefault(key, []).append(value)
+        elif scope == "bridge":
+            if bridge is None:
+                parsed.errors.append(f"line {number}: {key} outside a bridge (no `connection` before it)")
+            else:
+                bridge.setdefault(key, []).append(value)
+        else:
+            parsed.errors.append(f"line {number}: unknown option {key!r}")
+            if section == "bridge" and bridge is not None:
+                bridge.setdefault(key, []).append(value)
+            elif section == "listener":
+                current.own[key] = value
+            else:
+                parsed.settings.setdefault(key, []).append(value)
+        last_comment = ""
+
+    # config__parse_args (conf.c lines 423-506): the default listener exists once any listener option, port,
+    # bind_address, password_file, psk_file, plugin or allow_zero_length_clientid was given before any
+    # `listener` line; it takes port 1883 unless `port` says otherwise, and comes after the `listener` blocks.
+    if any(_sets_default_listener(key, value) for key, value in default.own.items()):
+        default.port = _atoi(default.own.get("port", "1883")) or 1883
+        default.bind = default.own.get("bind_address") or None
+        parsed.listeners.append(default)
+    for lst in parsed.listeners:
+        _finish_listener(lst)
+        security = {} if parsed.per_listener_settings else global_security
+        own = {k: v for k, v in lst.own.items()
+               if parsed.per_listener_settings or option_scope(k) not in ("security", "plugin")}
+        lst.settings = {**own, **security}
     return parsed
+
+
+def parse_listeners(conf: str) -> list[ListenerInfo]:
+    """Listener blocks in order (then the default listener, if any); a `# name` comment right before `listener`
+    names it (as we render it). Each carries port, bind address, protocol, tls/mtls and its settings."""
+    return parse_mosquitto_conf(conf).listeners

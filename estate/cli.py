@@ -105,7 +105,26 @@ def cmd_render(args) -> int:
     return EXIT_OK
 
 
+def _stop_on_signal(signum, _frame):
+    # The first stop signal wins; later ones must not interrupt the cleanup that stops the processes.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def cmd_up(args) -> int:
+    # A background job of a non-interactive shell (`python -m estate up --local ... &` in a script) starts with
+    # SIGINT ignored, and Python then installs no handler of its own: set both stop signals explicitly, before
+    # anything starts, so Ctrl-C, `kill -INT` and `kill -TERM` all stop the estate and its processes.
+    previous = {sig: signal.signal(sig, _stop_on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _up(args)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def _up(args) -> int:
     from estate.local import LocalEstate
     from estate.smoke import report, run_smoke
 
@@ -123,8 +142,7 @@ def cmd_up(args) -> int:
             checks = run_smoke(json.loads(path.read_text()))
             print(report(checks))
             return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
-        print("estate is up; Ctrl-C stops it")
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        print("estate is up; Ctrl-C stops it", flush=True)
         try:
             while all(p.process.poll() is None for p in local.processes):
                 time.sleep(0.5)
@@ -168,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_FAILED
     except Exception as exc:  # a user never sees a traceback unless they ask for one
+        engine = sys.modules.get("estate.engine")  # loaded if the program ran (not imported here: it is slow)
+        if engine is not None and isinstance(exc, engine.EngineError) and not os.environ.get("ESTATE_DEBUG"):
+            for problem in exc.problems:  # a resource the program registered is refused: one line per problem
+                print(f"error: {problem}", file=sys.stderr)
+            return EXIT_FAILED
         if os.environ.get("ESTATE_DEBUG"):
             raise
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)

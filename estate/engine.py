@@ -6,11 +6,13 @@ pulumi-tls and pulumi-random resources are computed for real (tls_provider, rand
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
 import runpy
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -18,12 +20,87 @@ from typing import Any, Callable, Optional
 import pulumi
 from pulumi.runtime import mocks, rpc, settings
 from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from estate import random_provider, tls_provider
 from estate.seed import Seed
 
 PROVIDERS = {**tls_provider.RESOURCES, **random_provider.RESOURCES}
+INPUT_ERRORS = (tls_provider.InputError, random_provider.InputError)
+"""What the provider modules raise for inputs they refuse; their message already says what is wrong."""
+
+
+class EngineError(Exception):
+    """The program asked for something the engine refuses or cannot compute: one line per problem, each naming
+    the resource. The CLI prints the lines (exit 1); ESTATE_DEBUG=1 adds the traceback (the original error is
+    this exception's cause)."""
+
+    def __init__(self, problems: list[str], original: Optional[BaseException] = None):
+        self.problems = list(problems)
+        self.original = original
+        """What the provider raised (kept here too: Pulumi's runtime re-chains the exceptions it passes on)."""
+        super().__init__("\n".join(self.problems))
+
+
+def _is_refusal(exc: Optional[BaseException]) -> bool:
+    for _ in range(20):
+        if exc is None:
+            return False
+        if isinstance(exc, EngineError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _quiet_refusals(loop: asyncio.AbstractEventLoop) -> None:
+    """Every output of a refused resource holds the refusal, and asyncio logs each such future as "exception
+    was never retrieved" with a traceback when it is collected: the refusal is reported once, by run_function."""
+    previous = loop.get_exception_handler()
+    if getattr(previous, "estate_quiet", False):
+        return
+
+    def handler(loop, context):
+        if _is_refusal(context.get("exception")):
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    handler.estate_quiet = True
+    loop.set_exception_handler(handler)
+
+
+def duplicate_urn_message(urn: str) -> str:
+    # Pulumi's own wording: pulumi/pulumi sdk/go/common/diag/errors.go, GetDuplicateResourceURNError (diag 2001):
+    #   "Duplicate resource URN '%v'; try giving it a unique name"
+    # raised by stepGenerator.generateURN in pkg/resource/deploy/step_generator.go when a URN repeats in one
+    # deployment. Pulumi's mock monitor does not check, so the offline engine does.
+    return f"Duplicate resource URN '{urn}'; try giving it a unique name"
+
+
+def pulumi_urn(parent_qualified_type: str, typ: str, name: str) -> tuple[str, str]:
+    """(URN, qualified type) as the Pulumi engine makes them (Deployment.generateURN / resource.NewURN): the
+    parent's full qualified type joined with `$`, none for a child of the root stack. The mock monitor's own URNs
+    keep only the parent's last type, so two resources the engine tells apart can share one there."""
+    qualified = f"{parent_qualified_type}${typ}" if parent_qualified_type else typ
+    return f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{qualified}::{name}", qualified
+
+
+def resource_problem(typ: str, name: str, problem: str) -> str:
+    # Pulumi's wording for a resource the provider refuses: GetResourceInvalidError (diag 2002) in the same file,
+    #   "%v resource '%v' has a problem: %v"
+    return f"{typ} resource '{name}' has a problem: {problem}"
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an error raised while computing a resource."""
+    if isinstance(exc, INPUT_ERRORS):
+        return str(exc)
+    text = " ".join(str(exc).split()) or "(no message)"
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"cannot be computed offline ({type(exc).__name__}: {text})"
 
 
 @dataclass
@@ -71,21 +148,35 @@ def unwrap(value: Any) -> tuple[Any, bool]:
 class EstateMocks(pulumi.runtime.Mocks):
     def __init__(self, seed: Seed):
         self.seed = seed
-        self.unwrapped: dict[tuple[str, str], list[tuple[dict, bool]]] = {}
-        """(type, name) -> inputs without secret wrappers, kept for the monitor's record (no second pass)."""
+        self.current = threading.local()
+        """`unwrapped`: the inputs (without secret wrappers) and secretness of the resource this thread is
+        registering, kept for the monitor's record (no second pass). The mock monitor calls new_resource in the
+        registering thread, and Pulumi registers resources from several threads at once."""
+        self.errors: list[EngineError] = []
+        """Everything refused while the program ran, in order (Pulumi's runtime wraps what a mock raises)."""
+        self.lock = threading.Lock()
+
+    def fail(self, error: EngineError) -> EngineError:
+        with self.lock:
+            self.errors.append(error)
+        return error
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         inputs, secret = unwrap(args.inputs)
-        self.unwrapped.setdefault((args.typ, args.name), []).append((inputs, secret))
+        self.current.unwrapped = (inputs, secret)
         compute = PROVIDERS.get(args.typ)
         if compute:
-            state = compute(self.seed, args.name, inputs)
+            try:
+                state = compute(self.seed, args.name, inputs)
+            except Exception as exc:  # any failure of a provider becomes one line naming the resource
+                raise self.fail(EngineError([resource_problem(args.typ, args.name, _describe(exc))], exc)) from exc
         elif args.typ.startswith("kubernetes:"):
             # What programs read back from a Kubernetes object is its identity (metadata); echoing the whole
             # spec would only be serialized and parsed again. The record keeps the full inputs.
             state = {key: inputs[key] for key in ("apiVersion", "kind", "metadata") if key in inputs}
         else:
             state = inputs
+        self.current.state = state
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -99,15 +190,27 @@ class RecordingMonitor(mocks.MockMonitor):
         super().__init__(estate_mocks)
         self.estate_mocks = estate_mocks
         self.registry = Registry()
+        self.pulumi_urns: set[str] = set()
+        """Every URN the Pulumi engine would give the resources registered so far."""
+        self.qualified_types: dict[str, str] = {}
+        """mock URN -> the qualified type the Pulumi engine gives that resource (`Parent$Child$Type`)."""
 
     def RegisterResource(self, request):
+        if request.type == "pulumi:pulumi:Stack":
+            return super().RegisterResource(request)
+        urn, qualified = pulumi_urn(self.qualified_types.get(request.parent, ""), request.type, request.name)
+        with self.estate_mocks.lock:
+            duplicate = urn in self.pulumi_urns
+            self.pulumi_urns.add(urn)
+        if duplicate:
+            raise self.estate_mocks.fail(EngineError([duplicate_urn_message(urn)]))
         response = super().RegisterResource(request)
-        if request.type != "pulumi:pulumi:Stack":
-            inputs, secret = self.estate_mocks.unwrapped[(request.type, request.name)].pop()
-            state = self.resources[response.urn].state
-            self.registry.resources.append(Registered(
-                urn=response.urn, type=request.type, name=request.name, parent=request.parent or None,
-                custom=bool(request.custom), inputs=inputs, outputs=state, secret=secret))
+        current = self.estate_mocks.current  # what new_resource saw, in this thread
+        inputs, secret = current.unwrapped
+        self.qualified_types[response.urn] = qualified
+        self.registry.resources.append(Registered(
+            urn=response.urn, type=request.type, name=request.name, parent=request.parent or None,
+            custom=bool(request.custom), inputs=inputs, outputs=current.state, secret=secret))
         return response
 
 
@@ -139,15 +242,24 @@ def run_function(body: Callable[[], Any], stack: str, config: dict[str, str], se
     mocks.set_mocks(estate_mocks, project=project, stack=stack, preview=False, monitor=monitor,
                     logger=logging.getLogger("estate.pulumi"))
     root = settings.get_root_resource()
+    _quiet_refusals(_ensure_event_loop())
     # The program allocates many small, long-lived objects and frees almost none while it runs: the cyclic
     # collector would only rescan them (a third of the run time at 100 brokers). Collect once afterwards.
     collecting = gc.isenabled()
     gc.disable()
     try:
         _sync_await(run_pulumi_func(body))
+    except Exception:
+        # Pulumi's runtime re-raises what a mock raised wrapped in its own messages (with every input of every
+        # dependent resource): show the engine's own lines instead (raised below, outside this handler, so the
+        # wrapper is not chained to them; the original error stays their __cause__).
+        if not estate_mocks.errors:
+            raise
     finally:
         if collecting:
             gc.enable()
+    if estate_mocks.errors:  # also when the program never awaited the refused resource
+        raise _combined(estate_mocks.errors)
     registry = monitor.registry
     for key, value in root.outputs.items():
         output = pulumi.Output.from_input(value)
@@ -155,3 +267,13 @@ def run_function(body: Callable[[], Any], stack: str, config: dict[str, str], se
         if _sync_await(output.is_secret()):
             registry.secret_outputs.add(key)
     return registry
+
+
+def _combined(errors: list[EngineError]) -> EngineError:
+    """One error with every problem, each once, in the order they were found; its cause is the first original
+    error (what ESTATE_DEBUG=1 shows), not Pulumi's wrappers."""
+    problems = list(dict.fromkeys(p for e in errors for p in e.problems))
+    combined = EngineError(problems, errors[0].original)
+    combined.__cause__ = combined.original
+    combined.__suppress_context__ = True
+    return combined

@@ -30,15 +30,16 @@ def rewrite_haproxy_cfg(cfg: str, binds: dict[int, int], servers: dict[tuple[str
                         fd_limit: int | None = None) -> str:
     """binds: pod port -> local port; servers: (host, port) -> local port; peers: host -> local port.
 
-    A server's health-check port (`port N` on default-server) differs per broker on one machine, so it moves
-    onto each server line with that broker's local port; servers of pods that do not run get an unused port
-    and stay down, as unscheduled pods do. Like container resources, the global maxconn is fitted to this
-    machine's file-descriptor limit (HAProxy needs about two per connection) when that is lower.
+    Servers of pods that do not run get an unused port and stay down, as unscheduled pods do. A separate
+    health-check port (`port N` on a backend's default-server) differs per broker on one machine, so it moves
+    onto each server line of that backend with that broker's local port. Like container resources, the global
+    maxconn is fitted to this machine's file-descriptor limit (HAProxy needs about two per connection) when
+    that is lower.
     """
     out, check_port, section = [], None, ""
     for line in cfg.splitlines():
         if line and not line[0].isspace():
-            section = line.split()[0]
+            section, check_port = line.split()[0], None
         limit = re.match(r"^(\s+maxconn )(\d+)$", line)
         if section == "global" and limit and fd_limit and int(limit.group(2)) * 2 + 256 > fd_limit:
             line = f"{limit.group(1)}{(fd_limit - 256) // 2}"

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from estate.haproxy_files import frontend_ports, rewrite_haproxy_cfg
+from estate.mounts import rewrite_paths
 from estate.manifests import pod_files, workloads
 from components.haproxy_cfg import PEER_PORT
-from components.mosquitto_conf import parse_listeners
+from components.mosquitto_conf import AUTH_DIR, CONFIG_DIR, RUN_DIR, parse_listeners
 from estate.mosquitto_files import rewrite_conf
 from estate.output import write_file
 from estate.render import Render
@@ -71,6 +72,9 @@ class LocalProcess:
     """pod port -> local port"""
     command: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    server_name: str = ""
+    """The name clients use for this pod's listeners in the cluster (its client Service, or the pod's own DNS
+    name); local clients dial 127.0.0.1 but verify the certificate against this name."""
 
 
 def _container(workload: dict) -> dict:
@@ -85,6 +89,27 @@ def _replicas(workload: dict, objects: list[dict]) -> int:
         if obj["kind"] == "HorizontalPodAutoscaler" and obj["spec"]["scaleTargetRef"]["name"] == workload["metadata"]["name"]:
             return int(obj["spec"]["minReplicas"])
     return 1
+
+
+def _service_dns(workload: dict, objects: list[dict]) -> str:
+    """The in-cluster name of the Service in front of a workload's pods (not its headless one)."""
+    meta = workload["metadata"]
+    labels = workload["spec"]["template"]["metadata"].get("labels") or {}
+    for obj in objects:
+        spec = obj.get("spec") or {}
+        if obj["kind"] == "Service" and spec.get("clusterIP") != "None" and spec.get("selector") \
+                and obj["metadata"].get("namespace") == meta.get("namespace") \
+                and all(labels.get(k) == v for k, v in spec["selector"].items()):
+            return f"{obj['metadata']['name']}.{meta.get('namespace', 'default')}.svc.cluster.local"
+    return f"{meta['name']}.{meta.get('namespace', 'default')}.svc.cluster.local"
+
+
+def _broker_conf_arg(container: dict) -> str:
+    """The mosquitto.conf a broker container starts with: its start script's argument (or `-c FILE`)."""
+    command = list(container.get("command", [])) + list(container.get("args", []))
+    if "-c" in command:
+        return command[command.index("-c") + 1]
+    return next(arg for arg in reversed(command) if arg.endswith(".conf"))
 
 
 def _pod_dns(workload: dict, ordinal: int) -> str:
@@ -118,12 +143,48 @@ def _hand_to_mosquitto_user(directory: Path) -> None:
             os.chown(name, entry.pw_uid, entry.pw_gid)
 
 
+def _owned_like_volume_files(directory: Path, files: dict) -> None:
+    """ConfigMap and Secret files as the kubelet leaves them: owned by root, group fsGroup, mode 0440 (the
+    components' defaultMode), so mosquitto's checks on its password and ACL files meet what they meet in a pod."""
+    entry = _mosquitto_user()
+    if entry is None:
+        return
+    for path in files:
+        local = directory / path.lstrip("/")
+        os.chown(local, 0, entry.pw_gid)
+        local.chmod(0o440)
+
+
 def _die_with_parent() -> None:
     """Runs in the child: if the process that started us dies (even by SIGKILL), we get SIGTERM."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
         pass
+
+
+WITH_HOSTS = ('hosts=$0; uid=$1; gid=$2; shift 2; mount --bind "$hosts" /etc/hosts && '
+              'exec setpriv --reuid="$uid" --regid="$gid" --clear-groups --pdeathsig TERM -- "$@"')
+"""Inside a private mount namespace: our hosts file over /etc/hosts, then drop to the broker's user (setpriv
+sets the parent-death signal again after the change of user, which clears it)."""
+
+
+def _pod_hosts_file(directory: Path, names: set[str]) -> Path | None:
+    """Write a hosts file for the pods' DNS names, if this process may give brokers a mount namespace of their own."""
+    if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("setpriv")):
+        return None
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"], capture_output=True)
+    if probe.returncode != 0:
+        return None
+    path = directory / "hosts"
+    path.write_text("127.0.0.1 localhost\n" + "".join(f"127.0.0.1 {name}\n" for name in sorted(names)))
+    path.chmod(0o644)
+    return path
+
+
+def _with_pod_hosts(command: list[str], hosts: Path, account: pwd.struct_passwd) -> list[str]:
+    return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", WITH_HOSTS,
+            str(hosts), str(account.pw_uid), str(account.pw_gid), *command]
 
 
 def _scheme(protocol: str, tls: bool) -> str:
@@ -143,6 +204,9 @@ class LocalEstate:
         self.pods_dir: Path | None = None
         self.unused_port = 0
         self.taken_ports: set[int] = set()
+        self.hosts_file: Path | None = None
+        """A hosts file naming every pod 127.0.0.1, bind-mounted over /etc/hosts for the brokers (None where this
+        process cannot make a mount namespace: then bridges dial 127.0.0.1 and need pki.loopbackSans)."""
 
     @property
     def processes(self) -> list[LocalProcess]:
@@ -171,12 +235,14 @@ class LocalEstate:
             for ordinal in range(_replicas(workload, objects)):
                 pod = f"{workload['metadata']['name']}-{ordinal}"
                 env = {"POD_NAME": pod}
-                proc = LocalProcess(pod, "frontend" if is_frontend else "broker", self.pods_dir / pod, env=env)
+                proc = LocalProcess(pod, "frontend" if is_frontend else "broker", self.pods_dir / pod, env=env,
+                                    server_name=_service_dns(workload, objects) if is_frontend
+                                    else _pod_dns(workload, ordinal))
                 if is_frontend:
                     cfg = next(content for path, (content, _) in files.items() if path.endswith("/haproxy.cfg"))
                     pod_ports = [p["containerPort"] for p in container.get("ports", [])]
                 else:
-                    conf_path = _expand(container["command"][container["command"].index("-c") + 1], env)
+                    conf_path = _expand(_broker_conf_arg(container), env)
                     pod_ports = [lst.port for lst in parse_listeners(files[conf_path][0])]
                 proc.ports = {port: free_port(self.taken_ports) for port in pod_ports}
                 for port, local in proc.ports.items():
@@ -192,12 +258,16 @@ class LocalEstate:
         self.pods_dir.chmod(0o711)  # traversable by the broker's user; each pod directory is its own
         self.unused_port = free_port(self.taken_ports)
         plans, addresses = self._plan()
+        self.hosts_file = _pod_hosts_file(self.pods_dir, {host for host, _ in addresses})
         for proc, workload, container, files in plans:
             if proc.kind == "broker":
                 self._start_broker(proc, container, files, addresses)
         for proc, workload, container, files in plans:
             if proc.kind == "frontend":
                 self._start_frontend(proc, workload, container, files, addresses)
+        for proc in self.processes:
+            for listener in proc.listeners:
+                listener["server_name"] = proc.server_name
 
     def _write_pod_files(self, proc: LocalProcess, container: dict, files: dict) -> dict[str, str]:
         mounts = {m["mountPath"].rstrip("/"): str(proc.directory / m["mountPath"].strip("/"))
@@ -210,12 +280,17 @@ class LocalEstate:
 
     def _start_broker(self, proc: LocalProcess, container: dict, files: dict, addresses) -> None:
         mounts = self._write_pod_files(proc, container, files)
-        conf_path = _expand(container["command"][container["command"].index("-c") + 1], proc.env)
+        conf_path = _expand(_broker_conf_arg(container), proc.env)
         conf = files[conf_path][0]
         local_conf = proc.directory / "local-mosquitto.conf"
-        write_file(local_conf, rewrite_conf(conf, proc.ports, mounts, addresses))
+        write_file(local_conf, rewrite_conf(conf, proc.ports, mounts, addresses, keep_names=self.hosts_file is not None))
         _hand_to_mosquitto_user(proc.directory)
-        proc.command = ["mosquitto", "-c", str(local_conf)]
+        _owned_like_volume_files(proc.directory, files)
+        # the pod's own start script (its first argument after the shell), with the pod's directories mapped here
+        script = proc.directory / container["command"][1].lstrip("/")
+        proc.command = ["/bin/sh", str(script), str(local_conf)]
+        proc.env = {**proc.env, "MOSQUITTO_CONFIG_DIR": mounts[CONFIG_DIR], "MOSQUITTO_AUTH_DIR": mounts[AUTH_DIR],
+                    "MOSQUITTO_RUN_DIR": mounts[RUN_DIR]}
         self._launch(proc)
         listeners = parse_listeners(conf)
         # mosquitto opens every listener before it serves any, so the plain health listener tells readiness
@@ -238,10 +313,10 @@ class LocalEstate:
         fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         write_file(local_cfg, rewrite_haproxy_cfg(cfg, proc.ports, addresses, peers, mounts, self.unused_port,
                                                   fd_limit if fd_limit != resource.RLIM_INFINITY else None))
-        secrets = self._frontend_secret_env(container)
+        spec_env = self._frontend_secret_env(container, mounts)
         script = str(proc.directory / cfg_pod_path.lstrip("/")).replace("haproxy.cfg", "start.sh")
         proc.command = ["/bin/sh", script]
-        proc.env = {**proc.env, **secrets, "HAPROXY_CFG": str(local_cfg), "HAPROXY_RUN_DIR": mounts["/tmp"],
+        proc.env = {**proc.env, **spec_env, "HAPROXY_CFG": str(local_cfg), "HAPROXY_RUN_DIR": mounts["/tmp"],
                     "PEER_NAME": proc.pod, "PEER_WAIT_SECONDS": "0"}
         self._launch(proc)
         ports = frontend_ports(cfg)
@@ -253,14 +328,18 @@ class LocalEstate:
                                                  broker_listener.get("mtls", False),
                                                  broker_listener.get("allow_anonymous", False)))
 
-    def _frontend_secret_env(self, container: dict) -> dict[str, str]:
-        """Environment from secretKeyRef, as the kubelet would inject it."""
+    def _frontend_secret_env(self, container: dict, mounts: dict[str, str]) -> dict[str, str]:
+        """The container's environment as the kubelet would set it: literal values (a path under a mount points
+        at the pod directory's copy, as in haproxy.cfg) and any secretKeyRef. The stats credentials are not in
+        the environment: they are files of the mounted stats Secret, which _write_pod_files wrote (mode 0600)."""
         secrets = {o["metadata"]["name"]: o for o in self.rendered.objects if o["kind"] == "Secret"}
         env = {}
         for item in container.get("env", []):
             ref = (item.get("valueFrom") or {}).get("secretKeyRef")
             if ref:
                 env[item["name"]] = secrets[ref["name"]]["stringData"][ref["key"]]
+            elif "value" in item:
+                env[item["name"]] = rewrite_paths(f" {item['value']}", mounts)[1:]
         return env
 
     @staticmethod
@@ -276,8 +355,11 @@ class LocalEstate:
         # own session so Ctrl-C reaches only us, and tied to our life so nothing outlives a killed parent.
         account = _mosquitto_user() if proc.kind == "broker" else None
         ids = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []} if account else {}
+        command = proc.command
+        if proc.kind == "broker" and self.hosts_file is not None and account is not None:
+            command, ids = _with_pod_hosts(command, self.hosts_file, account), {}
         with open(log, "w") as handle:
-            proc.process = subprocess.Popen(proc.command, stdout=handle, stderr=subprocess.STDOUT,
+            proc.process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True,
                                             env={**os.environ, **proc.env}, preexec_fn=_die_with_parent, **ids)
         (self.brokers if proc.kind == "broker" else self.frontends).append(proc)

@@ -35,10 +35,36 @@ class ConnectResult:
             self.client.loop_stop()
 
 
+class AddressedClient(mqtt.Client):
+    """A paho client that dials a fixed address but speaks to the host name it was given.
+
+    Locally every pod listens on 127.0.0.1, while clients must verify the name the estate advertises (a Service
+    or LoadBalancer name): SNI, certificate hostname check and the WebSocket Host header all use the name passed
+    to connect(), as for a client in the cluster; only the TCP connection goes to `address`. (paho-mqtt 2.2
+    opens its socket in Client._create_socket_connection, client.py; the version is pinned in requirements.)
+    """
+
+    def __init__(self, *args, address: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._dial_address = address
+
+    def _create_socket_connection(self):
+        import socket
+
+        return socket.create_connection((self._dial_address, self._port), timeout=self._connect_timeout)
+
+
+def connect_host(listener: dict) -> str:
+    """The name a client uses for a listener: its advertised server name where there is one."""
+    return listener.get("server_name") or listener["host"]
+
+
 def make_client(listener: dict, *, protocol=V311, ca_file: str | None = None, cert: str | None = None,
                 key: str | None = None, client_id: str | None = None, tls_version=None) -> mqtt.Client:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"smoke-{uuid.uuid4().hex[:10]}",
-                         protocol=protocol, transport=listener.get("transport", "tcp"))
+    kind = AddressedClient if listener.get("server_name") else mqtt.Client
+    extra = {"address": listener["host"]} if listener.get("server_name") else {}
+    client = kind(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"smoke-{uuid.uuid4().hex[:10]}",
+                  protocol=protocol, transport=listener.get("transport", "tcp"), **extra)
     if listener.get("tls"):
         context = ssl.create_default_context(cafile=ca_file)
         if tls_version is not None:
@@ -72,7 +98,7 @@ def connect(listener: dict, *, username: str | None = None, password: str | None
     client.on_connect = on_connect
     client.on_disconnect = on_disconnect
     try:
-        client.connect(listener["host"], listener["port"], keepalive=30)
+        client.connect(connect_host(listener), listener["port"], keepalive=30)
     except (OSError, ssl.SSLError) as exc:
         return ConnectResult(False, None, f"{type(exc).__name__}: {exc}")
     client.loop_start()

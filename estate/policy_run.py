@@ -2,6 +2,11 @@
 
 The same ResourceValidationPolicy / StackValidationPolicy objects that `pulumi preview --policy-pack policy`
 loads are called here with argument objects built from the offline render, so both give the same verdicts.
+
+A policy that raises on a resource (odd props it did not expect) does not stop the run: it is reported as
+"policy X could not judge <type> <name>: <error>" at that policy's enforcement level, so a mandatory policy
+that cannot judge a resource blocks `render`/`up` exactly as a violation would (a check that could not be made
+is not a pass), and an advisory one only warns. Every other policy and resource is still judged.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pulumi_policy import (EnforcementLevel, PolicyCustomTimeouts, PolicyResourc
                            ResourceValidationArgs, StackValidationArgs, StackValidationPolicy)
 
 from estate.engine import Registry
+from stacks.errors import ConfigIssue, StackConfigError
 
 POLICY_DIR = Path(__file__).resolve().parent.parent / "policy"
 LEVELS = {"mandatory": EnforcementLevel.MANDATORY, "advisory": EnforcementLevel.ADVISORY,
@@ -29,6 +35,21 @@ class Violation:
     resource_type: str
     resource_name: str
     message: str
+    judged: bool = True
+    """False when the policy raised instead of judging; `message` is then the whole line."""
+
+    def line(self) -> str:
+        if not self.judged:
+            return self.message
+        return f"[{self.policy}] {self.resource_type} {self.resource_name}: {self.message}"
+
+
+def _could_not_judge(policy, level, typ: str, name: str, exc: Exception) -> Violation:
+    error = " ".join(f"{type(exc).__name__}: {exc}".split())
+    if len(error) > 300:
+        error = error[:297] + "..."
+    return Violation(policy.name, level, typ, name, f"policy {policy.name} could not judge {typ} {name}: {error}",
+                     judged=False)
 
 
 def load_policies() -> list:
@@ -83,19 +104,55 @@ def run_policies(registry: Registry, stack: str, overrides: Optional[dict] = Non
                 typ, name = by_urn.get(urn, ("stack", stack))
                 violations.append(Violation(_policy.name, _level, typ, name, message))
 
-            policy.validate(StackValidationArgs(resources, config), report)
+            try:
+                policy.validate(StackValidationArgs(resources, config), report)
+            except Exception as exc:  # noqa: BLE001 -- reported at the policy's level, see the module docstring
+                violations.append(_could_not_judge(policy, level, "pulumi:pulumi:Stack", f"mqtt-estate-{stack}", exc))
             continue
         for typ, name, urn, props, parent in rows:
             def report(message, _urn=None, _policy=policy, _level=level, _typ=typ, _name=name):
                 violations.append(Violation(_policy.name, _level, _typ, _name, message))
 
-            policy.validate(ResourceValidationArgs(typ, props, urn, name, _options(parent), None, config), report)
+            try:
+                policy.validate(ResourceValidationArgs(typ, props, urn, name, _options(parent), None, config), report)
+            except Exception as exc:  # noqa: BLE001 -- reported at the policy's level, see the module docstring
+                violations.append(_could_not_judge(policy, level, typ, name, exc))
     return violations
 
 
 def read_overrides(path: Optional[Path]) -> dict:
-    """Pulumi's policy-pack config format: {"policy-name": "advisory" | {"enforcementLevel": ..., key: value}}."""
-    return json.loads(path.read_text()) if path else {}
+    """Pulumi's policy-pack config format: {"policy-name": "advisory" | {"enforcementLevel": ..., key: value}}.
+
+    A file that cannot be used is a configuration error (exit 2), one line per problem."""
+    if not path:
+        return {}
+    levels = ", ".join(LEVELS)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StackConfigError(path.name, [ConfigIssue(None, f"no such policy config file: {path}")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StackConfigError(path.name, [ConfigIssue(None, f"cannot be read ({exc})")]) from None
+    try:
+        overrides = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StackConfigError(path.name, [ConfigIssue(None, f"line {exc.lineno}: not valid JSON ({exc.msg})")]) \
+            from None
+    if not isinstance(overrides, dict):
+        raise StackConfigError(path.name, [ConfigIssue(None, "must be a JSON object of policy name to "
+                                                             f"enforcement level ({levels}) or settings")])
+    issues = []
+    for name, value in overrides.items():
+        level = value.get("enforcementLevel") if isinstance(value, dict) else value
+        where = f"{name}.enforcementLevel" if isinstance(value, dict) else name
+        if isinstance(value, dict) and "enforcementLevel" not in value:
+            continue
+        if not isinstance(level, str) or level not in LEVELS:
+            issues.append(ConfigIssue(None, f"{where}: {json.dumps(level)} is not allowed (use {levels}"
+                                            + (", or an object of settings)" if not isinstance(value, dict) else ")")))
+    if issues:
+        raise StackConfigError(path.name, issues)
+    return overrides
 
 
 def checked_resources(registry: Registry) -> int:
@@ -109,7 +166,7 @@ def report_text(violations: list[Violation], policy_count: int, resource_count: 
         found = [v for v in violations if v.level == level]
         lines.append(f"{level.value} violations: {len(found)}")
         for v in sorted(found, key=lambda v: (v.policy, v.resource_type, v.resource_name, v.message)):
-            lines.append(f"  [{v.policy}] {v.resource_type} {v.resource_name}: {v.message}")
+            lines.append(f"  {v.line()}")
     return "\n".join(lines)
 
 

@@ -6,15 +6,16 @@ Every problem in the file is reported, each on its own line, before anything run
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from stacks.errors import PROJECT, ConfigIssue, StackConfigError
-from stacks.load import validate_estate
-from stacks.model import CA_SECRET_KEYS, SECRET_KEY_PREFIX, Estate
+from stacks.checks import warnings
+from stacks.load import is_secret_key, validate_estate
+from stacks.model import Estate
 
 DOCUMENT_KEYS = ("config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment")
 OTHER_NAMESPACES = ("pulumi", "kubernetes", "random", "tls")
@@ -28,18 +29,84 @@ class StackFile:
     pulumi_config: dict[str, str]
     """Every key as the Pulumi runtime holds it: 'project:key' -> string (objects as JSON)."""
     secret_keys: list[str]
+    warnings: list[str] = field(default_factory=list)
+    """Settings that work but are most likely a mistake, one line each."""
 
 
-def is_secret_key(key: str) -> bool:
-    return key.startswith(SECRET_KEY_PREFIX) or key in CA_SECRET_KEYS
+MAX_FILE_BYTES = 1 << 20
+"""Stack files are a few kilobytes; anything over 1 MiB is refused unread."""
+MAX_VALUES = 100_000
+"""Values aliases may add to a document (the shipped stacks hold a few hundred values in all). Counted while the
+file is composed, before any Python object is built: a 550-byte billion-laughs file expands to millions."""
+MAX_DEPTH = 100
+"""Nesting deeper than this is refused instead of exhausting Python's recursion limit."""
+NO_SUCH_STRUCTURE = "stack files need no such structure"
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (Pulumi's own reader refuses it too)."""
+    """SafeLoader that refuses a key given twice in one mapping (Pulumi's own reader refuses it too), and
+    documents whose aliases expand without bound, whose aliases form a cycle, or that nest absurdly deep.
+
+    Expansion is counted on the composed node graph with memoization: every node's expanded size is known once
+    it is composed, so an alias adds its target's size in O(1) and the count stops at the first alias that makes
+    aliases add more than MAX_VALUES values. Nothing is expanded to find that out. (Values written out are
+    bounded by the file size limit, not by this count.)"""
+
+    max_values = MAX_VALUES
+    max_depth = MAX_DEPTH
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.expanded = 0
+        """Values the document expands to so far (each scalar, sequence and mapping counts 1, an alias its
+        target's whole size)."""
+        self.written = 0
+        """Of those, values written out in the file (the rest come from aliases)."""
+        self.peak_expanded = 0
+        """The largest count reached (it stops growing at the first alias past the limit)."""
+        self._sizes: dict[int, int] = {}
+        """id(node) -> expanded size, for every node whose composition is complete."""
+        self._depth = 0
+
+    def compose_document(self):
+        self.expanded, self.written, self._sizes = 0, 0, {}
+        return super().compose_document()
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.events.AliasEvent):
+            event = self.peek_event()
+            node = super().compose_node(parent, index)  # the anchored node itself (undefined aliases raise)
+            size = self._sizes.get(id(node))
+            if size is None:  # its anchor is still being composed: the alias is inside the value it names
+                raise yaml.composer.ComposerError(
+                    None, None, f"alias *{event.anchor} refers to a value that contains it "
+                                f"(recursive structures are not allowed; {NO_SUCH_STRUCTURE})", event.start_mark)
+            self._count(size, event.start_mark, f"alias *{event.anchor}")
+            return node
+        event = self.peek_event()
+        self._depth += 1
+        if self._depth > self.max_depth:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested more than {self.max_depth} levels deep ({NO_SUCH_STRUCTURE})", event.start_mark)
+        before = self.expanded
+        self.written += 1
+        self._count(1, event.start_mark, "this value")
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        self._sizes[id(node)] = self.expanded - before
+        return node
+
+    def _count(self, size: int, mark, what: str) -> None:
+        self.expanded += size
+        self.peak_expanded = max(self.peak_expanded, self.expanded)
+        if self.expanded - self.written > self.max_values:
+            raise _ExpansionError(what, self.max_values, mark)
 
     def construct_mapping(self, node, deep=False):
         seen: dict = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: merged keys may be overridden here
+                continue
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
@@ -48,13 +115,30 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+class _ExpansionError(yaml.composer.ComposerError):
+    """A document that expands past the limit: valid YAML, refused as hostile."""
+
+    def __init__(self, what: str, limit: int, mark):
+        super().__init__(None, None, f"{what} refused (aliases expand to more than {limit} values; "
+                                     f"{NO_SUCH_STRUCTURE})", mark)
+
+
 def _parse(path: Path) -> Any:
     if not path.exists():
         raise StackConfigError(path.name, [ConfigIssue(None, f"no such stack file: {path}")])
     if not path.is_file():
         raise StackConfigError(path.name, [ConfigIssue(None, f"{path} is not a file")])
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise StackConfigError(path.name, [ConfigIssue(None, f"{size} bytes is too large for a stack file (at most "
+                                                             f"{MAX_FILE_BYTES} bytes; {NO_SUCH_STRUCTURE})")])
+    with path.open("rb") as handle:  # read at most the limit, even if the file grew since stat()
+        raw = handle.read(MAX_FILE_BYTES + 1)
+    if len(raw) > MAX_FILE_BYTES:
+        raise StackConfigError(path.name, [ConfigIssue(None, f"more than {MAX_FILE_BYTES} bytes is too large for a "
+                                                             f"stack file ({NO_SUCH_STRUCTURE})")])
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise StackConfigError(path.name, [ConfigIssue(None, f"not UTF-8 text (byte {exc.start})")]) from None
     try:
@@ -64,6 +148,8 @@ def _parse(path: Path) -> Any:
         lines = text.count("\n") + (0 if text.endswith("\n") else 1)
         where = f"line {min(mark.line + 1, max(lines, 1))}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if isinstance(exc, _ExpansionError) or NO_SUCH_STRUCTURE in problem:
+            raise StackConfigError(path.name, [ConfigIssue(None, f"{where}{problem}")]) from None
         raise StackConfigError(path.name, [ConfigIssue(None, f"{where}not valid YAML ({problem})")]) from None
 
 
@@ -78,7 +164,19 @@ def _encrypted_paths(value: Any, loc: list) -> list[list]:
     return []
 
 
-def read_stack_file(path: Path) -> StackFile:
+PROJECT_FILE = Path(__file__).resolve().parent.parent / "Pulumi.yaml"
+
+
+def project_config(path: Path = PROJECT_FILE) -> dict[str, Any]:
+    """Project-level `config:` values of Pulumi.yaml ('namespace:key' -> value); every stack inherits them unless
+    it sets the key itself (pulumi/pulumi pkg/workspace/config.go mergeConfig)."""
+    document = _parse(path) if path.is_file() else {}
+    config = document.get("config") if isinstance(document, dict) else None
+    return {str(key): entry["value"] for key, entry in (config or {}).items()
+            if isinstance(entry, dict) and "value" in entry}
+
+
+def read_stack_file(path: Path, project: Path = PROJECT_FILE) -> StackFile:
     source = path.name
     document = _parse(path)
     issues: list[ConfigIssue] = []
@@ -94,6 +192,12 @@ def read_stack_file(path: Path) -> StackFile:
     values: dict[str, Any] = {}
     pulumi_config: dict[str, str] = {}
     secret_keys: list[str] = []
+    secrets: dict[str, str] = {}
+    provider: dict[str, Any] = {}
+    for full_key, value in project_config(project).items():
+        if full_key.startswith("kubernetes:") and full_key not in config:
+            provider[full_key.split(":", 1)[1]] = value
+            pulumi_config[full_key] = value if isinstance(value, str) else json.dumps(value)
     for full_key, value in config.items():
         namespace, sep, key = str(full_key).partition(":")
         if not sep or not key or not namespace:
@@ -113,14 +217,16 @@ def read_stack_file(path: Path) -> StackFile:
                 issues.append(ConfigIssue([key], "is not allowed (use a string)"))
                 continue
             secret_keys.append(full_key)
+            secrets[key] = value
         elif namespace == PROJECT:
             values[key] = value
+        elif namespace == "kubernetes":
+            provider[key] = value
         pulumi_config[full_key] = value if isinstance(value, str) else json.dumps(value)
-    present = {k.split(":", 1)[1]: True for k in secret_keys}
     try:
-        estate = validate_estate(values, present, source)
+        estate = validate_estate(values, secrets, source, provider)
     except StackConfigError as exc:
         raise StackConfigError(source, issues + exc.issues) from None
     if issues:
         raise StackConfigError(source, issues)
-    return StackFile(path, estate, pulumi_config, secret_keys)
+    return StackFile(path, estate, pulumi_config, secret_keys, [w.line(source) for w in warnings(estate)])

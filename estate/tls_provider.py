@@ -10,15 +10,27 @@ import base64
 import datetime as dt
 import hashlib
 import ipaddress
+import re
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from estate.seed import Seed
 
+
+class InputError(ValueError):
+    """Inputs the real provider refuses too, or that the offline engine cannot compute: the message says which
+    input is wrong and what is allowed (the engine adds the resource's type and name)."""
+
+
+ALGORITHMS = ("RSA", "ECDSA", "ED25519")
+RSA_BITS = (1024, 8192)
+"""Go's crypto/rsa (which pulumi-tls uses) refuses keys under 1024 bits since Go 1.24; keys here are derived in
+pure Python, and above 8192 bits that takes minutes."""
 CURVES = {"P224": ec.SECP224R1(), "P256": ec.SECP256R1(), "P384": ec.SECP384R1(), "P521": ec.SECP521R1()}
 CURVE_ORDERS = {
     "P224": 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFF16A2E0B8F03E13DD29455C5C2A3D,
@@ -71,6 +83,26 @@ def _prime(bits: int, rng, e: int) -> int:
             return candidate
 
 
+def _reason(exc: BaseException) -> str:
+    """cryptography's message on one line, without its FAQ link."""
+    text = re.sub(r"\.?\s*See https?://\S+ for more details\.?\s*", ": ", " ".join(str(exc).split()))
+    return text.strip().rstrip(":") or type(exc).__name__
+
+
+def _int(inputs: dict, key: str, default: Any = None, minimum: int | None = None, maximum: int | None = None,
+         hint: str = "") -> int:
+    value = inputs.get(key, default)
+    if value is None:
+        raise InputError(f"{key} is required")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{key}: {value!r} is not a whole number")
+    if minimum is not None and value < minimum:
+        raise InputError(f"{key}: {value} is out of range (must be >= {minimum}{hint})")
+    if maximum is not None and value > maximum:
+        raise InputError(f"{key}: {value} is out of range (must be <= {maximum}{hint})")
+    return value
+
+
 def derive_rsa(bits: int, rng) -> rsa.RSAPrivateKey:
     e = 65537
     p, q = _prime(bits // 2, rng, e), _prime(bits // 2, rng, e)
@@ -84,12 +116,17 @@ def derive_rsa(bits: int, rng) -> rsa.RSAPrivateKey:
 
 def private_key(seed: Seed, name: str, inputs: dict) -> dict:
     algorithm = inputs.get("algorithm", "RSA")
+    if algorithm not in ALGORITHMS:
+        raise InputError(f"algorithm {algorithm!r} is not supported (use RSA, ECDSA or ED25519)")
     if algorithm == "RSA":
-        key: Any = derive_rsa(int(inputs.get("rsaBits", 2048)), seed.rng("tls-key", name))
+        bits = _int(inputs, "rsaBits", 2048, *RSA_BITS)
+        key: Any = derive_rsa(bits, seed.rng("tls-key", name))
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                                 serialization.NoEncryption())
     elif algorithm == "ECDSA":
-        curve = inputs.get("ecdsaCurve", "P224")
+        curve = inputs.get("ecdsaCurve", "P224")  # the provider's default
+        if curve not in CURVES:
+            raise InputError(f"ecdsaCurve {curve!r} is not supported (use P224, P256, P384 or P521)")
         scalar = int.from_bytes(seed.derive("tls-key", name, size=80), "big") % (CURVE_ORDERS[curve] - 1) + 1
         key = ec.derive_private_key(scalar, CURVES[curve])
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
@@ -98,11 +135,15 @@ def private_key(seed: Seed, name: str, inputs: dict) -> dict:
         key = ed25519.Ed25519PrivateKey.from_private_bytes(seed.derive("tls-key", name, size=32))
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
-    else:
-        raise ValueError(f"tls.PrivateKey {name}: unknown algorithm {algorithm!r}")
     public = key.public_key()
-    openssh = public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    raw = base64.b64decode(openssh.split()[1])
+    try:
+        openssh = public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    except ValueError:
+        # P-224 has no OpenSSH encoding. The provider leaves the OpenSSH key and its fingerprints empty then
+        # (terraform-provider-tls internal/provider/common_key.go, setPublicKeyAttributes: "ECDSA keys with
+        # elliptic curve P-224 are not supported by `x/crypto/ssh` ... we set the below fields to empty strings").
+        openssh = None
+    raw = base64.b64decode(openssh.split()[1]) if openssh else b""
     return {
         **inputs,
         "privateKeyPem": pem.decode(),
@@ -110,14 +151,57 @@ def private_key(seed: Seed, name: str, inputs: dict) -> dict:
                                                 serialization.NoEncryption()).decode(),
         "publicKeyPem": public.public_bytes(serialization.Encoding.PEM,
                                             serialization.PublicFormat.SubjectPublicKeyInfo).decode(),
-        "publicKeyOpenssh": openssh.decode() + "\n",
-        "publicKeyFingerprintSha256": "SHA256:" + base64.b64encode(hashlib.sha256(raw).digest()).decode().rstrip("="),
-        "publicKeyFingerprintMd5": ":".join(f"{b:02x}" for b in hashlib.md5(raw).digest()),
+        "publicKeyOpenssh": openssh.decode() + "\n" if openssh else "",
+        "publicKeyFingerprintSha256":
+            "SHA256:" + base64.b64encode(hashlib.sha256(raw).digest()).decode().rstrip("=") if openssh else "",
+        "publicKeyFingerprintMd5": ":".join(f"{b:02x}" for b in hashlib.md5(raw).digest()) if openssh else "",
     }
 
 
-def _load_key(pem: str):
-    return serialization.load_pem_private_key(pem.encode(), password=None)
+def _pem_text(inputs: dict, key: str, what: str) -> bytes:
+    value = inputs.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise InputError(f"{key} is required ({what})")
+    if not isinstance(value, str):
+        raise InputError(f"{key}: expected {what}, got {type(value).__name__}")
+    return value.encode()
+
+
+def _load_key(inputs: dict, key: str):
+    pem = _pem_text(inputs, key, "a PEM-encoded private key")
+    try:
+        loaded = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise InputError(f"{key} is not a usable PEM private key ({_reason(exc)})") from exc
+    if not isinstance(loaded, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)):
+        raise InputError(f"{key} holds a {type(loaded).__name__.lstrip('_')} (use an RSA, ECDSA or ED25519 key)")
+    return loaded
+
+
+def _load_cert(inputs: dict, key: str) -> x509.Certificate:
+    pem = _pem_text(inputs, key, "a PEM-encoded certificate")
+    try:
+        return x509.load_pem_x509_certificate(pem)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise InputError(f"{key} is not a usable PEM certificate ({_reason(exc)})") from exc
+
+
+def _load_csr(inputs: dict, key: str) -> x509.CertificateSigningRequest:
+    pem = _pem_text(inputs, key, "a PEM-encoded certificate request")
+    try:
+        return x509.load_pem_x509_csr(pem)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise InputError(f"{key} is not a usable PEM certificate request ({_reason(exc)})") from exc
+
+
+def _public_der(public) -> bytes:
+    return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _key_algorithm(key) -> str:
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return "ED25519"
+    return "ECDSA" if isinstance(key, ec.EllipticCurvePrivateKey) else "RSA"
 
 
 def _hash_for(key) -> Any:
@@ -134,19 +218,36 @@ def _sign(builder, key):
 
 
 def _subject(subject: dict | None) -> x509.Name:
+    if subject is not None and not isinstance(subject, dict):
+        raise InputError(f"subject: expected a mapping of {', '.join(SUBJECT_FIELDS)}")
     attrs = []
     for field, oid in SUBJECT_FIELDS.items():
         value = (subject or {}).get(field)
         for item in (value if isinstance(value, list) else [value] if value else []):
-            attrs.append(x509.NameAttribute(oid, item))
+            try:
+                attrs.append(x509.NameAttribute(oid, item))
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"subject.{field}: {item!r} is not allowed ({_reason(exc)})") from exc
     return x509.Name(attrs)
 
 
+def _names(inputs: dict, key: str, make) -> list:
+    values = inputs.get(key) or []
+    if not isinstance(values, list):
+        raise InputError(f"{key}: expected a list, got {values!r}")
+    out = []
+    for value in values:
+        try:
+            out.append(make(value))
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{key}: {value!r} is not allowed ({_reason(exc)})") from exc
+    return out
+
+
 def _sans(inputs: dict) -> list:
-    names: list = [x509.DNSName(n) for n in inputs.get("dnsNames") or []]
-    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in inputs.get("ipAddresses") or []]
-    names += [x509.UniformResourceIdentifier(u) for u in inputs.get("uris") or []]
-    return names
+    return (_names(inputs, "dnsNames", x509.DNSName)
+            + _names(inputs, "ipAddresses", lambda ip: x509.IPAddress(ipaddress.ip_address(ip)))
+            + _names(inputs, "uris", x509.UniformResourceIdentifier))
 
 
 def _usage_extensions(builder, uses: list[str]):
@@ -161,7 +262,15 @@ def _usage_extensions(builder, uses: list[str]):
 
 def _times(seed: Seed, inputs: dict) -> tuple[dt.datetime, dt.datetime]:
     start = seed.epoch
-    return start, start + dt.timedelta(hours=int(inputs["validityPeriodHours"]))
+    hours = _int(inputs, "validityPeriodHours", minimum=0)
+    try:
+        end = start + dt.timedelta(hours=hours)
+        if end.year > 9999:
+            raise OverflowError
+    except OverflowError:
+        raise InputError(f"validityPeriodHours: {hours} is out of range (the certificate would end after "
+                         "the year 9999)") from None
+    return start, end
 
 
 def _serial(seed: Seed, name: str) -> int:
@@ -175,11 +284,11 @@ def _cert_outputs(inputs: dict, cert: x509.Certificate, start, end) -> dict:
 
 
 def self_signed_cert(seed: Seed, name: str, inputs: dict) -> dict:
-    key = _load_key(inputs["privateKeyPem"])
+    key = _load_key(inputs, "privateKeyPem")
     start, end = _times(seed, inputs)
     subject = _subject(inputs.get("subject"))
     is_ca = bool(inputs.get("isCaCertificate"))
-    path_len = inputs.get("maxPathLength")
+    path_len = _int(inputs, "maxPathLength", 0) if inputs.get("maxPathLength") is not None else None
     builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
                .public_key(key.public_key()).serial_number(_serial(seed, name))
                .not_valid_before(start).not_valid_after(end)
@@ -196,19 +305,23 @@ def self_signed_cert(seed: Seed, name: str, inputs: dict) -> dict:
 
 
 def cert_request(seed: Seed, name: str, inputs: dict) -> dict:
-    key = _load_key(inputs["privateKeyPem"])
+    key = _load_key(inputs, "privateKeyPem")
     builder = x509.CertificateSigningRequestBuilder().subject_name(_subject(inputs.get("subject")))
     if _sans(inputs):
         builder = builder.add_extension(x509.SubjectAlternativeName(_sans(inputs)), critical=False)
     csr = _sign(builder, key)
     return {**inputs, "certRequestPem": csr.public_bytes(serialization.Encoding.PEM).decode(),
-            "keyAlgorithm": "ECDSA" if isinstance(key, ec.EllipticCurvePrivateKey) else "RSA"}
+            "keyAlgorithm": _key_algorithm(key)}
 
 
 def locally_signed_cert(seed: Seed, name: str, inputs: dict) -> dict:
-    csr = x509.load_pem_x509_csr(inputs["certRequestPem"].encode())
-    ca_key = _load_key(inputs["caPrivateKeyPem"])
-    ca_cert = x509.load_pem_x509_certificate(inputs["caCertPem"].encode())
+    csr = _load_csr(inputs, "certRequestPem")
+    ca_key = _load_key(inputs, "caPrivateKeyPem")
+    ca_cert = _load_cert(inputs, "caCertPem")
+    if _public_der(ca_key.public_key()) != _public_der(ca_cert.public_key()):
+        # What Go's x509.CreateCertificate says to the provider: "x509: provided PrivateKey doesn't match
+        # parent's PublicKey".
+        raise InputError("caPrivateKeyPem does not match caCertPem (the key is not the certificate's key)")
     start, end = _times(seed, inputs)
     is_ca = bool(inputs.get("isCaCertificate"))
     builder = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(ca_cert.subject)
@@ -226,7 +339,7 @@ def locally_signed_cert(seed: Seed, name: str, inputs: dict) -> dict:
     builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
                                     critical=False)
     outputs = _cert_outputs(inputs, _sign(builder, ca_key), start, end)
-    outputs["caKeyAlgorithm"] = "ECDSA" if isinstance(ca_key, ec.EllipticCurvePrivateKey) else "RSA"
+    outputs["caKeyAlgorithm"] = _key_algorithm(ca_key)
     return outputs
 
 

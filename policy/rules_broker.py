@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
+from typing import Optional
 
-from policy_kit import (ADVISORY, CONFIG_MAP, MANDATORY, SECRET, TLS_ORDER, is_loopback, mosquitto_confs, object_data,
-                        resource_policy, setting)
-
+from policy_kit import (ADVISORY, CONFIG_MAP, MANDATORY, SECRET, TLS_ORDER, as_list, as_map, as_text, atoi,
+                        is_loopback, mosquitto_confs, name_of, object_data, resource_policy, setting, stack_policy)
+from stacks.grammar import matches_everything_from_depth, topic_matches
 
 
 def _listeners(props):
@@ -28,10 +30,11 @@ def tls_everywhere(props, _cfg):
 
 
 def tls_version(props, cfg):
-    minimum = cfg["minimumTlsVersion"]
+    minimum = as_text(cfg.get("minimumTlsVersion"), "tlsv1.2")
+    wanted = TLS_ORDER.get(minimum, TLS_ORDER["tlsv1.2"])
     for key, lst in _listeners(props):
         version = lst.settings.get("tls_version")
-        if lst.tls and TLS_ORDER.get(version or "tlsv1", 0) < TLS_ORDER[minimum]:
+        if lst.tls and TLS_ORDER.get(version or "tlsv1", 0) < wanted:
             yield f"{key}: listener {lst.port} accepts {version or 'any TLS version'} (minimum {minimum})"
 
 
@@ -59,20 +62,21 @@ def limits(props, _cfg):
                 yield f"{key}: {name} is not set"
         for lst in conf.listeners:
             value = lst.settings.get("max_connections", "-1")
-            if not is_loopback(lst.bind) and int(value) <= 0:
+            if not is_loopback(lst.bind) and atoi(value, -1) <= 0:
                 yield f"{key}: listener {lst.port} has no connection limit (max_connections {value})"
 
 
 def persistence(props, cfg):
+    data_path = as_text(cfg.get("dataPath"), "/mosquitto/data")
     for key, conf in mosquitto_confs(props).items():
         if setting(conf, "persistence") != "true":
             yield f"{key}: persistence is off: retained messages and sessions are lost on restart"
             continue
         location = setting(conf, "persistence_location") or ""
-        if not location.startswith(cfg["dataPath"]):
+        if not location.startswith(data_path):
             yield f"{key}: persistence_location {location or '(working directory)'} is not on the data volume " \
-                  f"{cfg['dataPath']}"
-        if int(setting(conf, "autosave_interval") or "1800") <= 0:
+                  f"{data_path}"
+        if atoi(setting(conf, "autosave_interval") or "1800") <= 0:
             yield f"{key}: autosave_interval must be > 0"
         if setting(conf, "persistent_client_expiration") is None:
             yield f"{key}: persistent_client_expiration is not set: abandoned sessions are kept forever"
@@ -80,7 +84,7 @@ def persistence(props, cfg):
 
 def sys_interval(props, _cfg):
     for key, conf in mosquitto_confs(props).items():
-        if int(setting(conf, "sys_interval") or "10") <= 0:
+        if atoi(setting(conf, "sys_interval") or "10") <= 0:
             yield f"{key}: sys_interval is 0: no $SYS metrics for probes and exporters"
 
 
@@ -88,50 +92,293 @@ def password_hashes(props, cfg):
     text = object_data(props).get("passwd")
     if text is None:
         return
+    minimum = cfg.get("minimumIterations") or 210000
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         user, _, hashed = line.partition(":")
-        match = re.match(r"^\$7\$(\d+)\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$", hashed)
+        match = re.match(r"^\$7\$(\d+)\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$", hashed.strip())
         if not match:
-            yield f"passwd line {number} ({user}): not a $7$ PBKDF2-SHA512 hash"
-        elif int(match.group(1)) < cfg["minimumIterations"]:
-            yield f"passwd line {number} ({user}): {match.group(1)} PBKDF2 iterations (minimum {cfg['minimumIterations']})"
+            yield f"passwd line {number} ({user.strip()}): not a $7$ PBKDF2-SHA512 hash"
+        elif int(match.group(1)) < minimum:
+            yield f"passwd line {number} ({user.strip()}): {match.group(1)} PBKDF2 iterations (minimum {minimum})"
 
 
-def _acl_users(text):
-    """(role, user, [(keyword, rest)]) per `user` block; the role comes from the `# role:` line before it."""
-    blocks, role = [], None
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("# role:"):
-            role = stripped.split(":", 1)[1].strip()
-        elif stripped.startswith("user "):
-            blocks.append((role, stripped[5:].strip(), []))
+# --- ACL files, read as mosquitto reads them ----------------------------------------------------------------
+#
+# eclipse/mosquitto v2.0.20 src/security_default.c, aclfile__parse() (lines 520-640): a line whose first
+# character is '#' is a comment (548); `topic [read|write|readwrite|deny] <topic>` and the same for `pattern`
+# (555-605): without an access word the whole rest is the topic and access is read+write (576-593), the topic
+# is the rest of the line with blanks trimmed; `user <name>` (607-626) makes every later `topic` line that
+# user's, and `topic` lines before any `user` line belong to anonymous clients. add__acl() (lines 205-297)
+# looks the user name up in the list it has built so far and APPENDS the rules to an existing entry (227-230):
+# two `user X` blocks are one user X with the rules of both. `pattern` lines (add__acl_pattern, 301-364) apply
+# to every client, with %u / %c replaced by its user name / client id (mosquitto_acl_check_default, 470-483).
+
+READ, WRITE = 1, 2
+ACCESS = {"read": READ, "write": WRITE, "readwrite": READ | WRITE, "deny": 0}
+
+
+@dataclass
+class AclRule:
+    kind: str          # topic or pattern
+    access: int        # READ | WRITE bits; 0 = deny
+    topic: str
+    line: int
+
+    @property
+    def text(self) -> str:
+        word = {READ: "read", WRITE: "write", READ | WRITE: "readwrite", 0: "deny"}[self.access]
+        return f"{self.kind} {word} {self.topic}"
+
+
+@dataclass
+class AclBlock:
+    user: Optional[str]          # None: the anonymous rules before any `user` line
+    role: Optional[str]
+    line: int
+    rules: list[AclRule] = field(default_factory=list)
+
+
+@dataclass
+class AclFile:
+    blocks: list[AclBlock] = field(default_factory=list)
+    patterns: list[AclRule] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def parse_acl(text: str) -> AclFile:
+    """An ACL file as mosquitto 2.0 reads it; `# role: x` comments (as components/acl.py writes them) name roles."""
+    acl = AclFile()
+    anonymous = AclBlock(None, None, 0)
+    current, role = anonymous, None
+    for number, raw in enumerate(as_text(text).splitlines(), 1):
+        line = raw.rstrip()
+        if line.startswith("#"):
+            if line.startswith("# role:"):
+                role = line.split(":", 1)[1].strip() or None
+            continue
+        parts = line.split(None, 1)
+        if not parts:
+            continue
+        keyword, rest = parts[0], (parts[1] if len(parts) > 1 else "")
+        if keyword in ("topic", "pattern"):
+            words = rest.split(None, 1)
+            if not words:
+                acl.errors.append(f"line {number}: empty {keyword}")
+                continue
+            if len(words) == 1:
+                access, topic = READ | WRITE, words[0].strip()
+            elif words[0] in ACCESS:
+                access, topic = ACCESS[words[0]], words[1].strip()
+            else:  # mosquitto refuses the file: "Invalid topic access type"
+                acl.errors.append(f"line {number}: invalid access type {words[0]!r}")
+                continue
+            rule = AclRule(keyword, access, topic, number)
+            (acl.patterns if keyword == "pattern" else current.rules).append(rule)
+        elif keyword == "user":
+            current = AclBlock(rest.strip(), role, number)
+            acl.blocks.append(current)
             role = None
-        elif stripped and not stripped.startswith("#") and blocks:
-            keyword, _, rest = stripped.partition(" ")
-            blocks[-1][2].append((keyword, rest))
-    return blocks
+        else:
+            acl.errors.append(f"line {number}: invalid line")
+    if anonymous.rules:
+        acl.blocks.insert(0, anonymous)
+    return acl
+
+
+SPARKPLUG_PROBES = ("spBv1.0/g-7qx/NBIRTH/n-7qx", "spBv1.0/g-7qx/NDATA/n-7qx", "spBv1.0/g-7qx/NCMD/n-7qx",
+                    "spBv1.0/g-7qx/DDATA/n-7qx/d-7qx", "spBv1.0/g-7qx/DCMD/n-7qx/d-7qx", "spBv1.0/STATE/h-7qx")
+"""Sparkplug B 3.0 topics (spBv1.0/group/type/node[/device], spBv1.0/STATE/host) with names nobody uses: a
+filter that matches all of them pins neither group, message type nor node -- the whole namespace."""
+SUBSTITUTE = "x-7qx"
+"""What %u / %c become when judging a pattern: one level of text (mosquitto refuses names with + or #)."""
+
+
+def _judged(topic: str) -> str:
+    """mosquitto 2.0.20 replaces %u and %c wherever they occur (security_default.c lines 468-483)."""
+    return topic.replace("%u", SUBSTITUTE).replace("%c", SUBSTITUTE)
+
+
+def _matches(topic_filter: str, topic: str) -> bool:
+    try:
+        return topic_matches(topic_filter, topic)
+    except ValueError:  # not a valid filter: mosquitto refuses the file (mosquitto_sub_topic_check)
+        return False
+
+
+def catch_all_depth(topic_filter: str) -> Optional[int]:
+    """Depth from which the filter matches every topic ('#', '+/#' -> 1; '+/+/#' -> 2), else None."""
+    return matches_everything_from_depth(_judged(topic_filter))
+
+
+def whole_sparkplug(topic_filter: str) -> bool:
+    judged = _judged(topic_filter)
+    return all(_matches(judged, probe) for probe in SPARKPLUG_PROBES)
+
+
+def _verb(access: int) -> str:
+    return {READ: "read", WRITE: "write to", READ | WRITE: "read and write"}[access]
+
+
+def _grant_problem(rule: AclRule, write_all: bool, read_all: bool, host: bool) -> Optional[str]:
+    """What a grant amounts to when it is more than its holder may have, else None."""
+    if rule.access == 0:
+        return None
+    depth = catch_all_depth(rule.topic)
+    if depth is not None and (rule.access & WRITE and not write_all or not rule.access & WRITE and not read_all):
+        scope = "every topic" if depth <= 1 else f"every topic of {depth} or more levels"
+        return f"may {_verb(rule.access)} {scope} ('{rule.text}')"
+    if depth is None and whole_sparkplug(rule.topic) and not write_all \
+            and (rule.access & WRITE or not (host or read_all)):
+        return f"may {_verb(rule.access)} the whole Sparkplug namespace ('{rule.text}')"
+    return None
 
 
 def acl_wildcards(props, cfg):
     text = object_data(props).get("acl")
     if text is None:
         return
-    allowed = set(cfg["wildcardRoles"])
-    for role, user, rules in _acl_users(text):
-        for keyword, rest in rules:
-            if keyword == "topic" and rest.split()[-1] == "#" and rest.split()[0] in ("#", "readwrite", "write"):
-                if role not in allowed:
-                    yield f"acl: user {user} (role {role or 'unknown'}) may write to every topic ('{rest}')"
+    writers = set(as_list(cfg.get("wildcardRoles")))
+    readers = writers | set(as_list(cfg.get("readEverythingRoles")))
+    hosts = writers | set(as_list(cfg.get("sparkplugHostRoles")))
+    acl = parse_acl(text)
+    for block in acl.blocks:
+        who = "anonymous clients" if block.user is None else f"user {block.user} (role {block.role or 'unknown'})"
+        role = block.role if block.user is not None else None
+        for rule in block.rules:
+            problem = _grant_problem(rule, role in writers, role in readers, role in hosts)
+            if problem:
+                yield f"acl line {rule.line}: {who} {problem}"
+    for rule in acl.patterns:  # a pattern applies to every client, whatever its role
+        problem = _grant_problem(rule, False, False, False)
+        if problem:
+            yield f"acl line {rule.line}: every client {problem}"
 
 
 def acl_patterns_by_username(props, _cfg):
     text = object_data(props).get("acl")
-    for line in (text or "").splitlines():
-        if line.strip().startswith("pattern ") and "%c" in line and "%u" not in line:
-            yield f"acl: '{line.strip()}' keys devices by client id, which any client can choose; use %u"
+    for rule in parse_acl(text or "").patterns:
+        if "%c" in rule.topic and "%u" not in rule.topic:
+            yield f"acl: 'pattern {rule.topic}' keys devices by client id, which any client can choose; use %u"
+
+
+# --- one name, one identity ----------------------------------------------------------------------------------
+
+def _certificates(text: str):
+    """Every X.509 certificate in a PEM text (bundles and cert+key files too); unreadable blocks are skipped."""
+    from cryptography import x509
+
+    for block in re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", text, re.S):
+        try:
+            yield x509.load_pem_x509_certificate(block.encode())
+        except Exception:  # noqa: BLE001 - a malformed block is judged by pki-ca-in-use, not here
+            continue
+
+
+def _client_identity(cert) -> Optional[str]:
+    """The CN mosquitto takes as user name (use_identity_as_username), if the certificate may be a client's."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        if constraints.ca:
+            return None
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        if ExtendedKeyUsageOID.CLIENT_AUTH not in usages:
+            return None
+    except x509.ExtensionNotFound:
+        pass
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else None
+
+
+def _mounted_secrets(resources):
+    """(secret name, namespace, workload name, mount path) for every Secret volume a workload mounts."""
+    for r in resources:
+        if not str(r.resource_type).startswith(("kubernetes:apps/", "kubernetes:batch/")):
+            continue
+        props = as_map(r.props)
+        namespace = as_map(props.get("metadata")).get("namespace")
+        spec = as_map(as_map(as_map(props.get("spec")).get("template")).get("spec"))
+        mounts = {}
+        for c in as_list(spec.get("containers")) + as_list(spec.get("initContainers")):
+            for m in as_list(as_map(c).get("volumeMounts")):
+                mounts.setdefault(as_map(m).get("name"), as_text(as_map(m).get("mountPath")))
+        for volume in as_list(spec.get("volumes")):
+            volume = as_map(volume)
+            sources = [as_map(volume.get("secret")).get("secretName")]
+            sources += [as_map(as_map(s).get("secret")).get("name")
+                        for s in as_list(as_map(volume.get("projected")).get("sources"))]
+            for secret_name in sources:
+                if isinstance(secret_name, str):
+                    yield secret_name, namespace, name_of(props), mounts.get(volume.get("name"), "")
+
+
+def internal_identities(resources) -> dict[str, str]:
+    """Certificate identities of the estate's own clients -> where they live: the client certificates the
+    workloads mount (the bridges' certificate, the frontend's health-check certificate)."""
+    secrets = {(name_of(r.props), as_map(as_map(r.props).get("metadata")).get("namespace")): r
+               for r in resources if r.resource_type == SECRET}
+    found: dict[str, str] = {}
+    for secret_name, namespace, workload, path in _mounted_secrets(resources):
+        secret = secrets.get((secret_name, namespace))
+        if secret is None:
+            continue
+        for key, text in object_data(secret.props).items():
+            if key == "ca.crt" or "-----BEGIN CERTIFICATE-----" not in text:
+                continue
+            for cert in _certificates(text):
+                identity = _client_identity(cert)
+                if identity:
+                    found.setdefault(identity, f"the client certificate in Secret {secret_name} ({key}), "
+                                               f"mounted by {workload} at {path or '?'}")
+    return found
+
+
+def _acl_rules_of(resources, user: str) -> list[str]:
+    rules = []
+    for r in resources:
+        if r.resource_type == SECRET:
+            for block in parse_acl(object_data(r.props).get("acl") or "").blocks:
+                if block.user == user:
+                    rules += [rule.text for rule in block.rules]
+    return rules
+
+
+def unique_identities(resources, _cfg):
+    for r in resources:
+        if r.resource_type != SECRET:
+            continue
+        data = object_data(r.props)
+        if "acl" in data:
+            lines: dict[str, list[int]] = {}
+            for block in parse_acl(data["acl"]).blocks:
+                if block.user is not None:
+                    lines.setdefault(block.user, []).append(block.line)
+            for user, where in lines.items():
+                if len(where) > 1:
+                    yield r, (f"acl: user {user} has {len(where)} blocks (lines {', '.join(map(str, where))}); "
+                              f"mosquitto merges blocks of one name, so every holder of the name {user} gets "
+                              f"the rules of all of them")
+    identities = None
+    for r in resources:
+        if r.resource_type != SECRET or "passwd" not in object_data(r.props):
+            continue
+        if identities is None:
+            identities = internal_identities(resources)
+        for number, line in enumerate(object_data(r.props)["passwd"].splitlines(), 1):
+            user = line.partition(":")[0].strip()
+            if user and user in identities:
+                rules = _acl_rules_of(resources, user)
+                granted = f" and with it the ACL rules of that identity ({'; '.join(rules[:3])})" if rules else ""
+                yield r, (f"passwd line {number}: password user {user} has the name of an internal certificate "
+                          f"identity, {identities[user]}: a password login as {user} would be that identity"
+                          f"{granted}")
 
 
 DATA_PATH = {"dataPath": {"type": "string", "default": "/mosquitto/data"}}
@@ -163,11 +410,25 @@ POLICIES = [
                     MANDATORY, "Raise broker.auth.passwordIterations (mosquitto_passwd's own default is 101).",
                     [SECRET], password_hashes,
                     {"minimumIterations": {"type": "integer", "minimum": 1, "default": 210000}}),
-    resource_policy("broker-acl-no-device-wildcards", "Only admin and bridge identities may write to every topic.",
-                    MANDATORY, "Grant devices their own topics (factory or Sparkplug templates) instead of '#'.",
+    resource_policy("broker-acl-no-device-wildcards",
+                    "No ACL grant amounts to a catch-all: '#', '+/#', '+/+/#' and the like, or a whole Sparkplug "
+                    "namespace, in user blocks (by role), anonymous rules and pattern lines (which apply to every "
+                    "client). Only admin and bridge identities may use every topic.",
+                    MANDATORY, "Grant devices their own topics (factory or Sparkplug templates, pattern "
+                    "devices/%u/#) instead of catch-alls; only Sparkplug host applications read spBv1.0/#.",
                     [SECRET], acl_wildcards,
-                    {"wildcardRoles": {"type": "array", "items": {"type": "string"}, "default": ["admin", "bridge"]}}),
+                    {"wildcardRoles": {"type": "array", "items": {"type": "string"}, "default": ["admin", "bridge"]},
+                     "readEverythingRoles": {"type": "array", "items": {"type": "string"},
+                                             "default": ["host-application", "dashboard"]},
+                     "sparkplugHostRoles": {"type": "array", "items": {"type": "string"},
+                                            "default": ["host-application"]}}),
     resource_policy("broker-acl-patterns-by-username", "Pattern rules key devices by user name (%u), not client id.",
                     ADVISORY, "Write pattern rules with %u; client ids are chosen by the client.",
                     [SECRET], acl_patterns_by_username),
+    stack_policy("broker-acl-unique-identities",
+                 "Each identity has one name: no user name has two ACL blocks (mosquitto merges them), and no "
+                 "password user is named like an internal certificate identity (the bridges', the frontend's "
+                 "health check), whose ACL rules a password login would inherit.", MANDATORY,
+                 "Rename the user: internal identities (<broker>-bridge, <broker>-frontend-check) are reserved, and "
+                 "each user appears once in users.", unique_identities),
 ]

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import re
 
-from policy_kit import (CONFIG_MAP, MANDATORY, TLS_ORDER, WORKLOADS, mosquitto_confs, name_of, object_data,
-                        resource_policy, setting, stack_policy)
+from typing import Optional
+
+from policy_kit import (CONFIG_MAP, MANDATORY, TLS_ORDER, WORKLOADS, as_int, as_map, atoi, labels_of, mosquitto_confs,
+                        mosquitto_fragments, name_of, object_data, resource_policy, setting, stack_policy)
+from stacks.grammar import matches_everything_from_depth
 
 
 
@@ -17,23 +20,29 @@ def _haproxy_cfgs(resources):
                 yield r, text
 
 
-def _seconds(value: str) -> float:
-    match = re.match(r"^(\d+)(ms|s|m|h)?$", value)
+def _seconds(value: str) -> Optional[float]:
+    """An HAProxy time (default unit ms; us, ms, s, m, h, d), or None when it is not one."""
+    match = re.match(r"^(\d+)(us|ms|s|m|h|d)?$", value)
+    if not match:
+        return None
     number, unit = int(match.group(1)), match.group(2) or "ms"
-    return number * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+    return number * {"us": 0.000001, "ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
 
 
 def timeouts(resources, cfg):
-    keepalives = [int(setting(conf, "max_keepalive") or 65535) for r in resources if r.resource_type == CONFIG_MAP
-                  for conf in mosquitto_confs(r.props).values()]
-    needed = cfg["keepaliveFactor"] * max(keepalives or [60])
+    keepalives = [atoi(setting(conf, "max_keepalive"), 65535) if setting(conf, "max_keepalive") else 65535
+                  for r in resources if r.resource_type == CONFIG_MAP for conf in mosquitto_confs(r.props).values()]
+    factor = cfg.get("keepaliveFactor") or 1.5
+    needed = factor * max(keepalives or [60])
     for resource, text in _haproxy_cfgs(resources):
         for kind in ("client", "server"):
             match = re.search(rf"timeout {kind} (\S+)", text)
             if not match:
                 yield resource, f"haproxy.cfg sets no timeout {kind}"
+            elif _seconds(match.group(1)) is None:
+                yield resource, f"timeout {kind} {match.group(1)!r} is not an HAProxy time"
             elif _seconds(match.group(1)) < needed:
-                yield resource, f"timeout {kind} {match.group(1)} is below {cfg['keepaliveFactor']} x the brokers' " \
+                yield resource, f"timeout {kind} {match.group(1)} is below {factor} x the brokers' " \
                                 f"max keepalive ({needed:.0f} s): idle clients would be cut"
 
 
@@ -64,7 +73,7 @@ def stats_auth(props, _cfg):
 
 
 def passthrough(resources, _cfg):
-    mtls = any(lst.settings.get("require_certificate") == "true" for r in resources if r.resource_type == CONFIG_MAP
+    mtls = any(lst.mtls for r in resources if r.resource_type == CONFIG_MAP
                for conf in mosquitto_confs(r.props).values() for lst in conf.listeners)
     for resource, text in _haproxy_cfgs(resources):
         if re.search(r"^\s+bind \S+ .*\bssl\b", text, re.M) and mtls:
@@ -74,13 +83,13 @@ def passthrough(resources, _cfg):
 
 
 def frontend_replicas(props, _cfg):
-    labels = ((props.get("metadata") or {}).get("labels")) or {}
-    if labels.get("app.kubernetes.io/name") == "haproxy" and int((props.get("spec") or {}).get("replicas", 1)) < 2:
+    replicas = as_int(as_map(props.get("spec")).get("replicas"), 1)
+    if labels_of(props).get("app.kubernetes.io/name") == "haproxy" and (replicas is None or replicas < 2):
         yield f"{name_of(props)}: a single HAProxy replica is a single point of failure"
 
 
 def bridge_tls(props, _cfg):
-    for key, conf in mosquitto_confs(props).items():
+    for key, conf in mosquitto_fragments(props).items():
         for bridge in conf.bridges:
             name = bridge["connection"][0]
             if "bridge_cafile" not in bridge and "bridge_capath" not in bridge:
@@ -92,14 +101,18 @@ def bridge_tls(props, _cfg):
 
 
 def bridge_topics(props, _cfg):
-    for key, conf in mosquitto_confs(props).items():
+    for key, conf in mosquitto_fragments(props).items():
         for bridge in conf.bridges:
-            internal = all(a.split(":")[0].endswith(".svc.cluster.local") for a in " ".join(bridge.get("address", [])).split())
+            addresses = " ".join(bridge.get("address", [])).split()
+            internal = bool(addresses) and all(a.rsplit(":", 1)[0].endswith(".svc.cluster.local") for a in addresses)
             for topic in bridge.get("topic", []):
+                # conf.c v2.0.20 lines 2041-2111: topic [direction (any case) [qos [local prefix [remote prefix]]]]
                 parts = topic.split()
-                if parts and parts[0] == "#" and len(parts) > 1 and parts[1] == "both" and not internal:
+                direction = parts[1].lower() if len(parts) > 1 else "out"
+                if parts and matches_everything_from_depth(parts[0]) is not None and direction == "both" \
+                        and not internal:
                     yield f"{key}: bridge {bridge['connection'][0]} mirrors every topic both ways to an outside broker"
-                if len(parts) > 2 and parts[2] == "2" and not internal:
+                if len(parts) > 2 and atoi(parts[2]) == 2 and not internal:
                     yield f"{key}: bridge {bridge['connection'][0]} uses QoS 2, which cloud brokers do not support"
 
 
@@ -108,7 +121,7 @@ def bridge_client_ids(resources, _cfg):
     for r in resources:
         if r.resource_type != CONFIG_MAP:
             continue
-        for key, conf in mosquitto_confs(r.props).items():
+        for key, conf in mosquitto_fragments(r.props).items():
             for bridge in conf.bridges:
                 for client_id in bridge.get("remote_clientid", []):
                     if client_id in seen:

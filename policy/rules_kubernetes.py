@@ -3,101 +3,200 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Optional
 
-from policy_kit import (ADVISORY, CONFIG_MAP, MANDATORY, WORKLOADS, containers, labels_of, name_of, object_data,
-                        pod_spec, resource_policy, stack_policy)
+from policy_kit import (ADVISORY, CONFIG_MAP, MANDATORY, WORKLOADS, as_bool, as_int, as_list, as_map, as_text,
+                        container_name, containers, labels_of, metadata, name_of, namespace_of, object_data, pod_spec,
+                        resource_policy, stack_policy)
+from stacks.grammar import is_open_cidr
 
-SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY)", re.I)
-SECRET_TEXT = re.compile(r"(PRIVATE KEY-----|\$7\$\d+\$|\$6\$|password\s*[:=]\s*\S+)", re.I)
+SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY)", re.I)
+PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
+PASSWORD_HASH = re.compile(r"\$(?:7|6|5|2[aby]?|1)\$[./A-Za-z0-9+=]+\$[./A-Za-z0-9+=]{16,}|\$argon2(?:id|i|d)\$")
+"""crypt-style hashes: mosquitto's $7$ (PBKDF2-SHA512), $6$/$5$ (SHA-crypt), $2y$ (bcrypt), $1$ (MD5), argon2."""
+SAS_TOKEN = re.compile(r"SharedAccessSignature|SharedAccessKey\s*=|AccountKey\s*=", re.I)
+ASSIGNED_SECRET = re.compile(r"(?i)([\w.-]*(?:password|passwd|secret|token|api[_-]?key|psk)[\w.-]*)\s*[:=]\s*"
+                             r"[\"']?[^\s\"'$%{<]")
+"""`name = value` / `name: value` with a secret-sounding name and a literal value (not $VAR, ${...}, {{ }})."""
+SECRET_WORDS = re.compile(r"(?i)(password|passwd|secret|token|psk|credential|api_?key)")
+NOT_A_SECRET = {"password_file", "psk_file", "psk_hint", "bridge_identity"}
+"""mosquitto options whose names sound secret but whose values are not: paths and the public PSK identity/hint."""
+NOT_A_SECRET_SUFFIXES = ("_file", "_path", "_dir", "_hint", "_identity", "_hasher", "_iterations", "_algorithm",
+                         "_length", "_keylen", "_cost", "_encoding", "_format", "_type", "_url", "_uri")
+"""Options named after a secret that hold something else (auth_opt_password_file, auth_opt_token_url, ...)."""
+URL_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s/:@]+:[^\s/@]+@", re.I)
+"""scheme://user:password@host: credentials in a URL, whatever the option is called."""
 NAMESPACED_SKIP = ("kubernetes:core/v1:Namespace", "kubernetes:core/v1:PersistentVolume",
                    "kubernetes:storage.k8s.io", "kubernetes:rbac.authorization.k8s.io/v1:Cluster")
 
 
+def _set(value) -> bool:
+    """A flag that is present and not false (unreadable values count as set: fail closed)."""
+    return value is not None and as_bool(value) is not False
+
+
 def restricted(props, _cfg):
     pod = pod_spec(props)
-    pod_ctx = pod.get("securityContext") or {}
+    pod_ctx = as_map(pod.get("securityContext"))
     for c in containers(props):
-        ctx = c.get("securityContext") or {}
-        if not (ctx.get("runAsNonRoot") or pod_ctx.get("runAsNonRoot")):
-            yield f"container {c['name']}: runAsNonRoot is not set"
-        if ctx.get("allowPrivilegeEscalation") is not False:
-            yield f"container {c['name']}: allowPrivilegeEscalation is not false"
-        if "ALL" not in ((ctx.get("capabilities") or {}).get("drop") or []):
-            yield f"container {c['name']}: capabilities are not dropped (drop: [ALL])"
-        seccomp = (ctx.get("seccompProfile") or pod_ctx.get("seccompProfile") or {}).get("type")
+        ctx = as_map(c.get("securityContext"))
+        name = container_name(c)
+        non_root = as_bool(ctx.get("runAsNonRoot"))
+        if not (non_root is True or (ctx.get("runAsNonRoot") is None and as_bool(pod_ctx.get("runAsNonRoot")))):
+            yield f"container {name}: runAsNonRoot is not set"
+        if as_bool(ctx.get("allowPrivilegeEscalation")) is not False:
+            yield f"container {name}: allowPrivilegeEscalation is not false"
+        if "ALL" not in as_list(as_map(ctx.get("capabilities")).get("drop")):
+            yield f"container {name}: capabilities are not dropped (drop: [ALL])"
+        seccomp = as_map(ctx.get("seccompProfile") or pod_ctx.get("seccompProfile")).get("type")
         if seccomp not in ("RuntimeDefault", "Localhost"):
-            yield f"container {c['name']}: no RuntimeDefault seccomp profile"
-        if ctx.get("privileged"):
-            yield f"container {c['name']}: privileged"
-    if pod.get("hostNetwork") or pod.get("hostPID") or pod.get("hostIPC"):
+            yield f"container {name}: no RuntimeDefault seccomp profile"
+        if _set(ctx.get("privileged")):
+            yield f"container {name}: privileged"
+    if any(_set(pod.get(key)) for key in ("hostNetwork", "hostPID", "hostIPC")):
         yield "pod shares host namespaces"
 
 
 def read_only_root(props, _cfg):
     for c in containers(props):
-        if not (c.get("securityContext") or {}).get("readOnlyRootFilesystem"):
-            yield f"container {c['name']}: root filesystem is writable"
+        if as_bool(as_map(c.get("securityContext")).get("readOnlyRootFilesystem")) is not True:
+            yield f"container {container_name(c)}: root filesystem is writable"
 
 
 def pinned_images(props, cfg):
-    registries = cfg["allowedRegistries"]
+    registries = [r for r in as_list(cfg.get("allowedRegistries")) if isinstance(r, str)]
     for c in containers(props):
-        image = c.get("image", "")
+        image = as_text(c.get("image"))
         if "@sha256:" not in image and (":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest")):
-            yield f"container {c['name']}: image {image!r} is not pinned to a version or digest"
+            yield f"container {container_name(c)}: image {image!r} is not pinned to a version or digest"
         if registries and not any(image.startswith(prefix) for prefix in registries):
-            yield f"container {c['name']}: image {image!r} is not from an allowed registry ({', '.join(registries)})"
+            yield f"container {container_name(c)}: image {image!r} is not from an allowed registry " \
+                  f"({', '.join(registries)})"
 
 
 def requests_limits(props, _cfg):
     for c in containers(props):
-        res = c.get("resources") or {}
+        res = as_map(c.get("resources"))
         for kind in ("requests", "limits"):
             for what in ("cpu", "memory"):
-                if what not in (res.get(kind) or {}):
-                    yield f"container {c['name']}: no {what} {kind[:-1]}"
+                if what not in as_map(res.get(kind)):
+                    yield f"container {container_name(c)}: no {what} {kind[:-1]}"
 
 
 def probes(props, _cfg):
-    for c in (pod_spec(props).get("containers") or []):
+    for c in as_list(pod_spec(props).get("containers")):
+        c = as_map(c)
         for probe in ("readinessProbe", "livenessProbe"):
             if not c.get(probe):
-                yield f"container {c['name']}: no {probe}"
+                yield f"container {container_name(c)}: no {probe}"
 
 
 def no_token(props, _cfg):
-    if pod_spec(props).get("automountServiceAccountToken") is not False:
+    if as_bool(pod_spec(props).get("automountServiceAccountToken")) is not False:
         yield "pod mounts a service-account token it does not need (automountServiceAccountToken: false)"
+
+
+def _secret_option(option: str) -> bool:
+    """Whether a config option name says its value is a secret (remote_password, bridge_psk, auth_opt_*secret*)."""
+    name = option.lower()
+    return not (name in NOT_A_SECRET or name.endswith(NOT_A_SECRET_SUFFIXES) or not SECRET_WORDS.search(name))
+
+
+def _conf_secrets(key: str, text: str):
+    """(line, message) for every `option value` line of a mosquitto.conf whose option holds a secret, or whose
+    value is an Azure shared access signature. mosquitto reads `remote_password`/`password`, `local_password`,
+    `bridge_psk` and plugin options verbatim from the config (conf.c v2.0.20 lines 1761, 1497, 1129, 838)."""
+    lines = [(number, raw.strip()) for number, raw in enumerate(text.splitlines(), 1)]
+    users: dict[Optional[str], tuple[int, str]] = {}
+    bridge = None
+    for number, line in lines:
+        parts = line.split(None, 1)
+        if parts and parts[0] == "connection":
+            bridge = parts[1].strip() if len(parts) > 1 else "?"
+        elif parts and parts[0] in ("remote_username", "username") and len(parts) > 1:
+            users[bridge] = (number, parts[1].strip())
+    bridge = None
+    for number, line in lines:
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(None, 1)
+        option, value = parts[0], (parts[1].strip() if len(parts) > 1 else "")
+        if option == "connection":
+            bridge = value or "?"
+            continue
+        if not value:
+            continue
+        where = f"data {key!r} line {number}: {option}" + (f" (bridge {bridge})" if bridge else "")
+        if _secret_option(option):
+            login = users.get(bridge) if "password" in option.lower() else None
+            paired = f", the password of remote_username {login[1]} (line {login[0]})" if login else ""
+            yield number, f"{where} carries a secret in plain text{paired}"
+        elif SAS_TOKEN.search(value):
+            yield number, f"{where} carries an Azure shared access signature or key"
+
+
+def _assigned_secret(line: str) -> bool:
+    for match in ASSIGNED_SECRET.finditer(line):
+        if _secret_option(match.group(1).replace("-", "_")):
+            return True
+    return False
 
 
 def no_secrets_in_config_maps(props, _cfg):
     for key, text in object_data(props).items():
-        if SECRET_TEXT.search(text):
-            yield f"data {key!r} looks like a secret (private key, password hash or password)"
+        reported = set()
+        if key.endswith(".conf"):
+            for number, message in _conf_secrets(key, text):
+                reported.add(number)
+                yield message
+        if PRIVATE_KEY.search(text):
+            yield f"data {key!r} holds a private key"
+        if PASSWORD_HASH.search(text):
+            yield f"data {key!r} holds a password hash"
+        for number, line in enumerate(text.splitlines(), 1):
+            if number in reported:
+                continue
+            if SAS_TOKEN.search(line):
+                yield f"data {key!r} line {number}: an Azure shared access signature or key"
+            elif URL_PASSWORD.search(line):
+                yield f"data {key!r} line {number}: a URL with a password in it"
+            elif _assigned_secret(line):
+                yield f"data {key!r} line {number}: a password or secret assigned in plain text"
 
 
 def no_secret_env(props, _cfg):
     for c in containers(props):
-        for env in c.get("env") or []:
-            if "value" in env and SECRET_NAME.search(env["name"]):
-                yield f"container {c['name']}: env {env['name']} carries a literal value; use secretKeyRef"
+        for env in as_list(c.get("env")):
+            env = as_map(env)
+            name = as_text(env.get("name"))
+            if env.get("value") not in (None, "") and SECRET_NAME.search(name):
+                yield f"container {container_name(c)}: env {name} carries a literal value; use secretKeyRef"
 
 
 def exposure(props, _cfg):
-    spec = props.get("spec") or {}
-    if spec.get("type") in ("LoadBalancer", "NodePort"):
+    spec = as_map(props.get("spec"))
+    kind = spec.get("type")
+    if kind in ("LoadBalancer", "NodePort"):
         if labels_of(props).get("app.kubernetes.io/component") not in ("frontend", "broker"):
-            yield f"service {name_of(props)} of type {spec['type']} exposes something other than the MQTT entry point"
-        if spec.get("type") == "LoadBalancer" and not spec.get("loadBalancerSourceRanges"):
-            yield f"service {name_of(props)} is a LoadBalancer open to every address (set loadBalancerSourceRanges)"
-        if spec.get("type") == "NodePort":
+            yield f"service {name_of(props)} of type {kind} exposes something other than the MQTT entry point"
+        ranges = spec.get("loadBalancerSourceRanges")
+        ranges = [ranges] if isinstance(ranges, str) else as_list(ranges)
+        if kind == "LoadBalancer":
+            open_ranges = [r for r in ranges if is_open_cidr(as_text(r))]
+            if not ranges:
+                yield f"service {name_of(props)} is a LoadBalancer open to every address (set loadBalancerSourceRanges)"
+            elif open_ranges:
+                yield f"service {name_of(props)} is a LoadBalancer open to every address: loadBalancerSourceRanges " \
+                      f"{', '.join(map(as_text, open_ranges))} admits everyone (name the client networks)"
+        if kind == "NodePort":
             yield f"service {name_of(props)} opens a port on every node"
 
 
 def not_default_namespace(props, _cfg):
-    namespace = (props.get("metadata") or {}).get("namespace")
+    namespace = metadata(props).get("namespace")
     if namespace in (None, "", "default"):
-        yield f"{props.get('kind', 'object')} {name_of(props)} is in the default namespace"
+        yield f"{as_text(props.get('kind'), 'object') or 'object'} {name_of(props)} is in the default namespace"
 
 
 def namespace_pss(props, _cfg):
@@ -107,9 +206,9 @@ def namespace_pss(props, _cfg):
 
 
 def nfs_volumes(props, _cfg):
-    spec = props.get("spec") or {}
+    spec = as_map(props.get("spec"))
     if "nfs" in spec:
-        options = spec.get("mountOptions") or []
+        options = [as_text(o) for o in as_list(spec.get("mountOptions"))]
         if "hard" not in options or "soft" in options:
             yield f"volume {name_of(props)}: NFS must be mounted hard (a soft mount corrupts mosquitto.db on hiccups)"
         if not any(o.startswith(("nfsvers=", "vers=")) for o in options):
@@ -119,61 +218,72 @@ def nfs_volumes(props, _cfg):
 
 
 def no_inline_volumes(props, _cfg):
-    for volume in pod_spec(props).get("volumes") or []:
+    for volume in as_list(pod_spec(props).get("volumes")):
+        volume = as_map(volume)
         for kind in ("nfs", "hostPath"):
             if kind in volume:
-                yield f"volume {volume['name']}: inline {kind} volumes bypass claims and reclaim policy"
+                yield f"volume {as_text(volume.get('name'), '?')}: inline {kind} volumes bypass claims and " \
+                      f"reclaim policy"
 
 
 def app_labels(props, _cfg):
     if "app.kubernetes.io/name" not in labels_of(props):
-        yield f"{props.get('kind', 'object')} {name_of(props)} has no app.kubernetes.io/name label"
+        yield f"{as_text(props.get('kind'), 'object') or 'object'} {name_of(props)} has no app.kubernetes.io/name label"
 
 
 def storage_class(props, _cfg):
-    for claim in (props.get("spec") or {}).get("volumeClaimTemplates") or []:
-        if "storageClassName" not in (claim.get("spec") or {}):
-            yield f"claim template {claim['metadata']['name']}: no storageClassName (the cluster default decides)"
+    for claim in as_list(as_map(props.get("spec")).get("volumeClaimTemplates")):
+        claim = as_map(claim)
+        if "storageClassName" not in as_map(claim.get("spec")):
+            yield f"claim template {name_of(claim)}: no storageClassName (the cluster default decides)"
 
 
 # --- stack-wide rules --------------------------------------------------------------------------------
 
 def _k8s(resources, kind_suffix):
-    return [r for r in resources if r.resource_type.endswith(kind_suffix)]
+    return [r for r in resources if str(r.resource_type).endswith(kind_suffix)]
 
 
-def _selected(selector: dict, labels: dict) -> bool:
-    return all(labels.get(k) == v for k, v in (selector or {}).items())
+def _selected(selector, labels) -> bool:
+    labels = as_map(labels)
+    return all(labels.get(k) == v for k, v in as_map(selector).items())
 
 
 def _workloads(resources):
     return [r for r in resources if r.resource_type in WORKLOADS]
 
 
+def _template_labels(workload) -> Mapping:
+    return as_map(metadata(as_map(as_map(workload.props).get("spec")).get("template")).get("labels"))
+
+
+def _spec(resource) -> Mapping:
+    return as_map(as_map(resource.props).get("spec"))
+
+
 def network_policies(resources, _cfg):
     policies = _k8s(resources, ":NetworkPolicy")
     for workload in _workloads(resources):
-        labels = ((workload.props.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
-        namespace = workload.props.get("metadata", {}).get("namespace")
-        covering = [p for p in policies if p.props.get("metadata", {}).get("namespace") == namespace
-                    and _selected(((p.props.get("spec") or {}).get("podSelector") or {}).get("matchLabels"), labels)]
-        types = {t for p in covering for t in (p.props.get("spec") or {}).get("policyTypes") or []}
+        labels = _template_labels(workload)
+        namespace = namespace_of(workload.props)
+        covering = [p for p in policies if namespace_of(p.props) == namespace
+                    and _selected(as_map(_spec(p).get("podSelector")).get("matchLabels"), labels)]
+        types = {t for p in covering for t in as_list(_spec(p).get("policyTypes"))}
         if not {"Ingress", "Egress"} <= types:
             yield workload, f"{name_of(workload.props)}: no NetworkPolicy restricts both its ingress and egress"
     namespaces = {name_of(n.props) for n in _k8s(resources, "core/v1:Namespace")}
-    for namespace in namespaces:
-        if not any(p.props.get("metadata", {}).get("namespace") == namespace
-                   and not ((p.props.get("spec") or {}).get("podSelector") or {}).get("matchLabels")
-                   and set((p.props.get("spec") or {}).get("policyTypes") or []) >= {"Ingress", "Egress"}
+    for namespace in sorted(namespaces):
+        if not any(namespace_of(p.props) == namespace
+                   and not as_map(as_map(_spec(p).get("podSelector")).get("matchLabels"))
+                   and set(as_list(_spec(p).get("policyTypes"))) >= {"Ingress", "Egress"}
                    for p in policies):
             yield None, f"namespace {namespace}: no default-deny NetworkPolicy"
 
 
 def _replicated(workload, resources) -> bool:
-    spec = workload.props.get("spec") or {}
-    autoscaled = any(((h.props.get("spec") or {}).get("scaleTargetRef") or {}).get("name") == name_of(workload.props)
+    autoscaled = any(as_map(_spec(h).get("scaleTargetRef")).get("name") == name_of(workload.props)
                      for h in _k8s(resources, ":HorizontalPodAutoscaler"))
-    return autoscaled or int(spec.get("replicas", 1)) > 1
+    return autoscaled or (as_int(_spec(workload).get("replicas"), 1) or 0) > 1
 
 
 def disruption(resources, _cfg):
@@ -181,15 +291,14 @@ def disruption(resources, _cfg):
     for workload in _workloads(resources):
         if not _replicated(workload, resources):
             continue
-        labels = ((workload.props.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
-        if not any(_selected(((b.props.get("spec") or {}).get("selector") or {}).get("matchLabels"), labels)
-                   for b in budgets):
+        labels = _template_labels(workload)
+        if not any(_selected(as_map(_spec(b).get("selector")).get("matchLabels"), labels) for b in budgets):
             yield workload, f"{name_of(workload.props)}: replicated but no PodDisruptionBudget"
 
 
 def anti_affinity(resources, _cfg):
     for workload in _workloads(resources):
-        if _replicated(workload, resources) and not (pod_spec(workload.props).get("affinity") or {}).get(
+        if _replicated(workload, resources) and not as_map(pod_spec(workload.props).get("affinity")).get(
                 "podAntiAffinity"):
             yield workload, f"{name_of(workload.props)}: replicas may all land on one node (no podAntiAffinity)"
 
@@ -215,12 +324,19 @@ POLICIES = [
                     WORKLOADS, probes),
     resource_policy("k8s-no-service-account-token", "Pods do not mount a service-account token.", MANDATORY,
                     "Set automountServiceAccountToken: false.", WORKLOADS, no_token),
-    resource_policy("k8s-no-secrets-in-configmaps", "ConfigMaps hold no keys, hashes or passwords.", MANDATORY,
-                    "Move secrets to Secrets.", [CONFIG_MAP], no_secrets_in_config_maps),
+    resource_policy("k8s-no-secrets-in-configmaps", "ConfigMaps hold no keys, hashes or passwords: no private key "
+                    "or password hash anywhere, and no config line (mosquitto.conf: remote_password, bridge_psk, "
+                    "auth_opt_*password*, any option named password/psk/secret/token) carrying a secret or an "
+                    "Azure SharedAccessSignature.", MANDATORY,
+                    "Move secrets to Secrets; mosquitto reads bridge credentials only from its config, so render "
+                    "that config into a Secret (or use certificate authentication for bridges).", [CONFIG_MAP],
+                    no_secrets_in_config_maps),
     resource_policy("k8s-no-secret-env-values", "Secret-looking environment variables come from Secrets.",
                     MANDATORY, "Use valueFrom.secretKeyRef.", WORKLOADS, no_secret_env),
-    resource_policy("k8s-only-entry-point-exposed", "Only the MQTT entry point is exposed, and only to source ranges.",
-                    MANDATORY, "Expose the frontend (or a lone broker) as a LoadBalancer with loadBalancerSourceRanges.",
+    resource_policy("k8s-only-entry-point-exposed", "Only the MQTT entry point is exposed, and only to source ranges "
+                    "(0.0.0.0/0, ::/0 and other open ranges count as none).",
+                    MANDATORY, "Expose the frontend (or a lone broker) as a LoadBalancer with loadBalancerSourceRanges "
+                    "naming the client networks.",
                     ["kubernetes:core/v1:Service"], exposure),
     resource_policy("k8s-not-default-namespace", "Objects live in a dedicated namespace.", MANDATORY,
                     "Set namespace.name.", NAMESPACED, not_default_namespace),

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from policy_kit import ADVISORY, MANDATORY, resource_policy, stack_policy
+import datetime as dt
+import re
+from typing import Optional
+
+from policy_kit import (ADVISORY, MANDATORY, SECRET, as_bool, as_int, as_list, as_map, as_text, name_of, object_data,
+                        plain, resource_policy, stack_policy)
 
 KEY = "tls:index/privateKey:PrivateKey"
 SELF_SIGNED = "tls:index/selfSignedCert:SelfSignedCert"
@@ -12,35 +17,48 @@ AUTH_USES = {"server_auth", "client_auth"}
 
 
 def key_strength(props, cfg):
-    algorithm = props.get("algorithm", "RSA")
-    if algorithm == "RSA" and int(props.get("rsaBits", 2048)) < cfg["minimumRsaBits"]:
-        yield f"RSA key of {props.get('rsaBits', 2048)} bits (minimum {cfg['minimumRsaBits']})"
-    if algorithm == "ECDSA" and props.get("ecdsaCurve", "P224") not in ("P256", "P384", "P521"):
-        yield f"ECDSA curve {props.get('ecdsaCurve', 'P224 (the provider default)')} is too weak (use P256 or P384)"
+    algorithm = as_text(props.get("algorithm"), "RSA") or "RSA"
+    minimum = cfg.get("minimumRsaBits") or 2048
+    if algorithm == "RSA":
+        bits = as_int(props.get("rsaBits"), 2048)
+        if bits is None or bits < minimum:
+            yield f"RSA key of {as_text(props.get('rsaBits'), '2048')} bits (minimum {minimum})"
+    elif algorithm == "ECDSA":
+        curve = props.get("ecdsaCurve")
+        if curve not in ("P256", "P384", "P521"):
+            yield f"ECDSA curve {as_text(curve, 'P224 (the provider default)')} is too weak (use P256 or P384)"
+    elif algorithm != "ED25519":
+        yield f"key algorithm {algorithm!r} is not one of RSA, ECDSA or ED25519"
 
 
 def ca_constraints(props, cfg):
-    if not props.get("isCaCertificate"):
+    if not as_bool(props.get("isCaCertificate")):
         return
-    key_pem = props.get("privateKeyPem")
+    key_pem = plain(props.get("privateKeyPem"))
+    minimum = cfg.get("minimumCaRsaBits") or 3072
     if isinstance(key_pem, str) and "RSA PRIVATE KEY" in key_pem:
-        from cryptography.hazmat.primitives.serialization import load_pem_private_key
-        bits = load_pem_private_key(key_pem.encode(), None).key_size
-        if bits < cfg["minimumCaRsaBits"]:
-            yield f"CA key is RSA {bits} bits (minimum {cfg['minimumCaRsaBits']} for a CA)"
-    uses = set(props.get("allowedUses") or [])
+        try:
+            from cryptography.hazmat.primitives.serialization import load_pem_private_key
+            bits = load_pem_private_key(key_pem.encode(), None).key_size
+        except Exception as exc:  # noqa: BLE001 - unreadable key: say so
+            yield f"CA private key is not a readable PEM key ({_first_line(exc)})"
+        else:
+            if bits < minimum:
+                yield f"CA key is RSA {bits} bits (minimum {minimum} for a CA)"
+    uses = {as_text(u) for u in as_list(props.get("allowedUses"))}
     missing = {"cert_signing", "crl_signing"} - uses
     if missing:
         yield f"CA certificate lacks {', '.join(sorted(missing))}"
     if uses & AUTH_USES:
         yield f"CA certificate also allows {', '.join(sorted(uses & AUTH_USES))}"
-    if props.get("maxPathLength") is None or int(props["maxPathLength"]) < 0:
+    path_length = as_int(props.get("maxPathLength"))
+    if path_length is None or path_length < 0:
         yield "CA certificate sets no path length constraint"
 
 
 def leaf_usages(props, _cfg):
-    uses = set(props.get("allowedUses") or [])
-    if props.get("isCaCertificate"):
+    uses = {as_text(u) for u in as_list(props.get("allowedUses"))}
+    if as_bool(props.get("isCaCertificate")):
         yield "a leaf certificate must not be a CA"
     if not uses & AUTH_USES:
         yield "leaf certificate allows neither server_auth nor client_auth"
@@ -51,25 +69,164 @@ def leaf_usages(props, _cfg):
 
 
 def leaf_lifetime(props, cfg):
-    hours = int(props.get("validityPeriodHours", 0))
-    if hours > cfg["maximumLeafHours"]:
-        yield f"leaf valid for {hours} h (maximum {cfg['maximumLeafHours']} h)"
-    if int(props.get("earlyRenewalHours") or 0) < cfg["minimumEarlyRenewalHours"]:
-        yield f"early renewal {props.get('earlyRenewalHours') or 0} h (minimum {cfg['minimumEarlyRenewalHours']} h)"
+    hours = as_int(props.get("validityPeriodHours"))
+    maximum = cfg.get("maximumLeafHours") or 9552
+    if hours is None:
+        yield f"leaf validity {as_text(props.get('validityPeriodHours'), '(none)')} is not a number of hours"
+    elif hours > maximum:
+        yield f"leaf valid for {hours} h (maximum {maximum} h)"
+    renewal = as_int(props.get("earlyRenewalHours"), 0) or 0
+    if renewal < (cfg.get("minimumEarlyRenewalHours") or 0):
+        yield f"early renewal {renewal} h (minimum {cfg.get('minimumEarlyRenewalHours')} h)"
 
 
 def server_sans(props, _cfg):
-    subject = props.get("subject") or {}
-    if props.get("dnsNames") is None and props.get("ipAddresses") is None and subject.get("commonName", "").count(".") >= 1:
-        yield f"certificate request for {subject.get('commonName')} has no subject alternative names"
+    subject = as_map(props.get("subject"))
+    if props.get("dnsNames") is None and props.get("ipAddresses") is None \
+            and as_text(subject.get("commonName")).count(".") >= 1:
+        yield f"certificate request for {as_text(subject.get('commonName'))} has no subject alternative names"
 
 
 def no_exported_keys(resources, _cfg):
     for resource in resources:
         if resource.resource_type == "pulumi:pulumi:Stack":
-            for key, value in (resource.props or {}).items():
-                if "PRIVATE KEY" in str(value):
+            for key, value in as_map(resource.props).items():
+                if "PRIVATE KEY" in str(plain(value)):
                     yield resource, f"stack output {key!r} exports a private key in plain text"
+
+
+# --- the CA actually in use: ca.crt in the Secrets the pods mount -------------------------------------------
+#
+# With pki.existingCa there is no SelfSignedCert to look at: the CA is whatever the Secrets carry as ca.crt
+# (the brokers' cafile and bridge_cafile, the frontend's health-check CA). Judged here by what it is.
+
+PEM_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.S)
+STRONG_CURVES = ("secp256r1", "secp384r1", "secp521r1")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:160]
+
+
+def _utc(cert, name: str) -> dt.datetime:
+    value = getattr(cert, f"{name}_utc", None)
+    if value is None:  # cryptography < 42
+        value = getattr(cert, name).replace(tzinfo=dt.timezone.utc)
+    return value
+
+
+def _load_pem_certificates(text: str):
+    """(certificates, problem): every certificate of a PEM text, or why it cannot be read."""
+    from cryptography import x509
+
+    blocks = PEM_CERTIFICATE.findall(text)
+    if not blocks:
+        return [], "is not a PEM certificate (no -----BEGIN CERTIFICATE----- block)"
+    certificates = []
+    for number, block in enumerate(blocks, 1):
+        try:
+            certificates.append(x509.load_pem_x509_certificate(block.encode()))
+        except Exception as exc:  # noqa: BLE001 - ValueError, UnsupportedAlgorithm, ...: all mean unreadable
+            return [], f"certificate {number} is not a readable PEM certificate ({_first_line(exc)})"
+    return certificates, None
+
+
+def _subject(cert) -> str:
+    try:
+        return cert.subject.rfc4514_string() or "(empty subject)"
+    except Exception:  # noqa: BLE001
+        return "(unreadable subject)"
+
+
+def judge_ca(cert, cfg, now: dt.datetime, leaf_hours: int, leaf_until: Optional[dt.datetime]):
+    """Problems of one CA certificate: constraints, usage, key, lifetime, signature hash."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        if not constraints.ca:
+            yield "basicConstraints says CA:FALSE: it cannot sign the estate's certificates"
+    except x509.ExtensionNotFound:
+        yield "has no basicConstraints extension (a CA needs CA:TRUE)"
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not usage.key_cert_sign:
+            yield "keyUsage lacks keyCertSign"
+    except x509.ExtensionNotFound:
+        yield "has no keyUsage extension (a CA needs keyCertSign)"
+    try:
+        key = cert.public_key()
+    except Exception as exc:  # noqa: BLE001
+        yield f"public key is not readable ({_first_line(exc)})"
+    else:
+        minimum = cfg.get("minimumCaRsaBits") or 3072
+        if isinstance(key, rsa.RSAPublicKey) and key.key_size < minimum:
+            yield f"key is RSA {key.key_size} bits (minimum {minimum} for a CA)"
+        elif isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name not in STRONG_CURVES:
+            yield f"key is on the curve {key.curve.name} (use P-256, P-384 or P-521)"
+        elif isinstance(key, dsa.DSAPublicKey):
+            yield "key is DSA (use ECDSA P-384 or RSA >= 3072)"
+        elif not isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey,
+                                  ed448.Ed448PublicKey)):
+            yield f"key type {type(key).__name__} is not RSA or ECDSA"
+    not_before, not_after = _utc(cert, "not_valid_before"), _utc(cert, "not_valid_after")
+    if not_after <= now:
+        yield f"expired on {not_after:%Y-%m-%d}"
+    else:
+        if not_before > now:
+            yield f"is not valid before {not_before:%Y-%m-%d}"
+        if not_after < now + dt.timedelta(hours=leaf_hours):
+            yield f"expires on {not_after:%Y-%m-%d}, within the {leaf_hours} h a leaf issued now is valid for"
+        elif leaf_until is not None and not_after < leaf_until:
+            yield f"expires on {not_after:%Y-%m-%d}, before the leaf certificate it signed ({leaf_until:%Y-%m-%d})"
+    try:
+        algorithm = cert.signature_hash_algorithm
+    except Exception as exc:  # noqa: BLE001 - UnsupportedAlgorithm: an algorithm nobody should use
+        yield f"signature algorithm is not supported ({_first_line(exc)})"
+    else:
+        if isinstance(algorithm, (hashes.SHA1, hashes.MD5)):
+            yield f"is signed with {algorithm.name.upper()} (collisions are practical; sign with SHA-256 or better)"
+
+
+def ca_in_use(resources, cfg):
+    try:
+        import cryptography  # noqa: F401
+    except ImportError:
+        yield None, "cannot read certificates: install cryptography with the policy pack"
+        return
+    now = dt.datetime.now(dt.timezone.utc)
+    issued = [as_int(as_map(r.props).get("validityPeriodHours")) for r in resources if r.resource_type == LOCALLY_SIGNED]
+    issued = [hours for hours in issued if hours is not None and hours > 0]
+    seen = set()
+    for r in resources:
+        if r.resource_type != SECRET:
+            continue
+        data = object_data(r.props)
+        text = data.get("ca.crt")
+        if text is None or text.strip() in seen:
+            continue
+        seen.add(text.strip())
+        where = "ca.crt"
+        certificates, problem = _load_pem_certificates(text)
+        if problem:
+            yield r, f"{where} {problem}"
+            continue
+        leaf_until, leaf_hours = None, max(issued) if issued else None
+        leaves, _ = _load_pem_certificates(data.get("tls.crt") or "")
+        if leaves:
+            leaf_until = _utc(leaves[0], "not_valid_after")
+            if leaf_hours is None:
+                lifetime = leaf_until - _utc(leaves[0], "not_valid_before")
+                leaf_hours = int(lifetime.total_seconds() // 3600)
+        if leaf_hours is None:
+            leaf_hours = cfg.get("maximumLeafHours") or 9552
+        for cert in certificates:
+            label = f"{where} ({_subject(cert)})" if len(certificates) > 1 else where
+            for message in judge_ca(cert, cfg, now, leaf_hours, leaf_until):
+                yield r, f"{label} {message}"
 
 
 POLICIES = [
@@ -89,6 +246,14 @@ POLICIES = [
                                     "minimumEarlyRenewalHours": {"type": "integer", "default": 720}}),
     resource_policy("pki-server-sans", "Server certificate requests carry subject alternative names.", ADVISORY,
                     "List the Service and pod DNS names (the component does).", [CSR], server_sans),
+    stack_policy("pki-ca-in-use", "The CA certificate the Secrets actually carry (ca.crt; a brought CA too) is a "
+                 "CA (basicConstraints CA:TRUE, keyCertSign) with a strong key (RSA >= minimumCaRsaBits, ECDSA "
+                 "P-256/384/521), valid now and for longer than the leaves it signs, and not signed with SHA-1 or "
+                 "MD5.", MANDATORY,
+                 "Bring a CA made for this (pki.existingCa) or let the Pki component make one: ECDSA P-384, CA:TRUE "
+                 "with keyCertSign, SHA-256 or better, valid well beyond pki.leafValidityHours.", ca_in_use,
+                 {"minimumCaRsaBits": {"type": "integer", "default": 3072},
+                  "maximumLeafHours": {"type": "integer", "default": 9552}}),
     stack_policy("pki-no-exported-private-keys", "No stack output carries a private key in plain text.", MANDATORY,
                  "Export keys only as secrets, or better not at all; devices get them from Kubernetes Secrets.",
                  no_exported_keys),

@@ -10,7 +10,8 @@ import pulumi
 import math
 
 from components.broker import APP as BROKER_APP
-from components.broker import BrokerUserArgs, MosquittoBroker, pod_dns_name, pod_dns_names
+from components import names
+from components.broker import BrokerUserArgs, MosquittoBroker, pod_dns_name, pod_dns_names, service_dns_names
 from components.haproxy import APP as FRONTEND_APP
 from components.haproxy import HaProxyFrontend
 from components.kube import selector
@@ -41,8 +42,9 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
     name = broker_cfg.name
     namespace = estate.namespace.name
     cert_users = [u.name for u in estate.users if u.auth in ("certificate", "both")]
-    bridge_user, check_user = f"{name}-bridge", f"{name}-frontend-check"
+    bridge_user, check_user = names.bridge_user(name), names.frontend_check_user(name)
     internal_users = ([bridge_user] if estate.clustered else []) + ([check_user] if estate.frontend_enabled else [])
+    frontend_name = names.frontend_name(name)
 
     pki = Pki(f"{name}-pki", {
         "organization": estate.pki.organization,
@@ -52,9 +54,12 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
         "leaf_validity_hours": estate.pki.leaf_validity_hours,
         "early_renewal_hours": estate.pki.early_renewal_hours,
         "server_common_name": f"{name}.{namespace}.svc",
-        "server_dns_names": pod_dns_names(name, namespace, estate.max_replicas) + list(estate.pki.extra_dns_names)
-        + (["localhost"] if estate.pki.loopback_sans else []),
-        "server_ip_addresses": ["127.0.0.1"] if estate.pki.loopback_sans else [],
+        # every name clients are told to use: the broker Service and pods, the frontend Service (TLS passes through
+        # it, so the broker's certificate is what clients see there), and the names given for a LoadBalancer
+        "server_dns_names": pod_dns_names(name, namespace, estate.max_replicas)
+        + (service_dns_names(frontend_name, namespace) if estate.frontend_enabled else [])
+        + list(estate.pki.extra_dns_names) + (["localhost"] if estate.pki.loopback_sans else []),
+        "server_ip_addresses": list(estate.pki.extra_ip_addresses) + (["127.0.0.1"] if estate.pki.loopback_sans else []),
         "client_names": cert_users + internal_users,
         "existing_ca_cert_pem": secret("caCertPem") if estate.pki.existing_ca else None,
         "existing_ca_key_pem": secret("caKeyPem") if estate.pki.existing_ca else None,
@@ -102,14 +107,17 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
             "max_inflight_messages": limits.max_inflight_messages,
             "max_packet_size": limits.max_packet_size,
             "max_keepalive": limits.max_keepalive,
+            "max_queued_bytes": limits.max_queued_bytes or 0,
             "internal_port": ha.internal_port,
         },
         "max_replicas": estate.max_replicas,
         "autoscaling": {"min_replicas": estate.replicas, "max_replicas": estate.max_replicas,
                         "target_cpu_percent": ha.target_cpu_percent},
         "bridge_certificate": pki.clients.get(bridge_user),
-        "internal_clients": [selector(FRONTEND_APP, f"{name}-frontend")] if estate.frontend_enabled else [],
+        "internal_clients": [selector(FRONTEND_APP, frontend_name)] if estate.frontend_enabled else [],
         "storage_volume_prefix": name if storage else None,
+        "internal_listener": estate.internal_listener,
+        "skip_await": broker_cfg.service.skip_await and not estate.frontend_enabled,
         "password_iterations": broker_cfg.auth.password_iterations,
         "users": users,
         "acl_patterns": [(r.access, r.topic) for r in broker_cfg.acl.patterns],
@@ -127,7 +135,7 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
     frontend = None
     if estate.frontend_enabled:
         fe = estate.frontend
-        frontend = HaProxyFrontend(f"{name}-frontend", {
+        frontend = HaProxyFrontend(frontend_name, {
             "namespace": namespace,
             "image": fe.image,
             "replicas": fe.replicas,
@@ -149,5 +157,6 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
             "service_type": fe.service.type,
             "load_balancer_source_ranges": fe.service.load_balancer_source_ranges,
             "resources": {k: v for k, v in fe.resources.model_dump().items() if v},
-        })
+            "skip_await": fe.service.skip_await,
+        }, opts=pulumi.ResourceOptions(depends_on=[broker.namespace_resource] if broker.namespace_resource else None))
     return EstateResources(pki, broker, frontend, storage)

@@ -6,12 +6,13 @@ and values are taken strictly (no "yes" for true, no "1883" for 1883) so a typo 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Callable, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 from pydantic.alias_generators import to_camel
 
+from stacks import grammar
 from stacks.errors import PATTERN_HINTS
 from stacks.presets import PRESETS
 
@@ -21,30 +22,53 @@ def _pattern(regex: str, hint: str) -> StringConstraints:
     return StringConstraints(pattern=regex)
 
 
+def _grammar(check: Callable[..., Optional[str]], *args) -> AfterValidator:
+    """A pydantic validator from one of stacks.grammar's checks: its message names what is allowed."""
+
+    def validate(value: str) -> str:
+        problem = check(value, *args)
+        if problem:
+            raise PydanticCustomError("grammar", "{problem}", {"problem": problem})
+        return value
+
+    return AfterValidator(validate)
+
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+"""Bounds every string before a grammar looks at it (a hostile 10 MB value is refused by length first)."""
 DnsLabel = Annotated[str, _pattern(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$",
                                    "use lower-case letters, digits and '-', starting with a letter, at most 32")]
-PortName = Annotated[str, _pattern(r"^[a-z]([a-z0-9-]{0,13}[a-z0-9])?$",
-                                   "use lower-case letters, digits and '-', starting with a letter, at most 15")]
+NamespaceName = Annotated[Text, _grammar(grammar.dns_label)]
+PortName = Annotated[Text, _grammar(grammar.port_name)]
 UserName = Annotated[str, _pattern(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
                                    "use letters, digits, '_', '.' and '-', at most 64, no spaces")]
-Quantity = Annotated[str, _pattern(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti)?$",
-                                   "use a Kubernetes quantity such as 500m, 2, 512Mi or 20Gi")]
+CpuQuantity = Annotated[Text, _grammar(grammar.quantity, "cpu")]
+MemoryQuantity = Annotated[Text, _grammar(grammar.quantity, "memory")]
+StorageQuantity = Annotated[Text, _grammar(grammar.quantity, "storage")]
 Duration = Annotated[str, _pattern(r"^[1-9][0-9]*[hdwmy]$", "use a duration such as 12h, 7d, 4w, 6m or 1y")]
-def _pinned(image: str) -> str:
-    if image.endswith(":latest"):
-        raise PydanticCustomError("unpinned_image", "'{image}' is not allowed (pin a version tag or digest, not latest)",
-                                  {"image": image})
-    return image
-
-
-Image = Annotated[str, _pattern(r"^[a-z0-9./_-]+(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$",
-                                "use name:tag or name@sha256:digest"), AfterValidator(_pinned)]
-Topic = Annotated[str, _pattern(r"^[^\s]{1,512}$", "use an MQTT topic filter without spaces")]
+Image = Annotated[Text, _grammar(grammar.image_reference)]
+Topic = Annotated[Text, _grammar(grammar.topic_filter_for_acl)]
 GroupId = Annotated[str, _pattern(r"^[A-Za-z0-9_.-]{1,64}$", "use letters, digits, '_', '.' and '-', at most 64")]
-Cidr = Annotated[str, _pattern(r"^[0-9a-f.:]+/[0-9]{1,3}$", "use a CIDR such as 10.20.0.0/16")]
-HostName = Annotated[str, _pattern(r"^[A-Za-z0-9.:-]{1,253}$", "use a host name or IP address")]
+Cidr = Annotated[Text, _grammar(grammar.cidr)]
+
+
+def _host_name(value: str) -> Optional[str]:
+    """An NFS server: an IP address, or a DNS name without wildcards."""
+    if grammar.ip_address(value) is None:
+        return None
+    if value.startswith("*"):
+        return f"{value!r} is not allowed (use the server's host name or IP address, no wildcards)"
+    problem = grammar.san_dns_name(value)
+    return problem.replace("use pki.extraIpAddresses for IP addresses", "use a host name or IP address") \
+        if problem else None
+
+
+HostName = Annotated[Text, _grammar(_host_name)]
 NfsPath = Annotated[str, _pattern(r"^/[A-Za-z0-9._/-]*$", "use an absolute export path such as /exports/mqtt")]
-DnsName = Annotated[str, _pattern(r"^[A-Za-z0-9*.-]{1,253}$", "use a DNS name such as mqtt.example.com")]
+DnsName = Annotated[Text, _grammar(grammar.san_dns_name)]
+IpAddress = Annotated[Text, _grammar(grammar.ip_address)]
+Organization = Annotated[str, _pattern(r"^[^\x00-\x1f\x7f]{1,64}$", "use 1 to 64 printable characters")]
+StorageClassName = Annotated[Text, _grammar(grammar.dns_subdomain)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 PresetName = Literal["edge-broker", "standard-broker", "enterprise-broker", "ha-cluster"]
 
@@ -91,8 +115,8 @@ class Persistence(Model):
     enabled: bool = True
     autosave_interval: int = Field(60, ge=1, le=86_400)
     session_expiry: Duration = "7d"
-    storage_class: Optional[DnsLabel] = None
-    size: Optional[Quantity] = None
+    storage_class: Optional[StorageClassName] = None
+    size: Optional[StorageQuantity] = None
     nfs: Optional[Nfs] = None
 
 
@@ -102,18 +126,22 @@ class Limits(Model):
     max_inflight_messages: int = Field(20, ge=1, le=65_535)
     max_packet_size: int = Field(1_048_576, ge=1024, le=268_435_455)
     max_keepalive: int = Field(300, ge=10, le=65_535)
+    max_queued_bytes: Optional[int] = Field(None, ge=1024, le=1 << 40)
+    """Per-client cap on queued message bytes (mosquitto's max_queued_bytes); unset: only the message count caps it."""
 
 
 class Resources(Model):
-    cpu_request: Optional[Quantity] = None
-    cpu_limit: Optional[Quantity] = None
-    memory_request: Optional[Quantity] = None
-    memory_limit: Optional[Quantity] = None
+    cpu_request: Optional[CpuQuantity] = None
+    cpu_limit: Optional[CpuQuantity] = None
+    memory_request: Optional[MemoryQuantity] = None
+    memory_limit: Optional[MemoryQuantity] = None
 
 
 class Service(Model):
     type: Literal["ClusterIP", "LoadBalancer"] = "ClusterIP"
     load_balancer_source_ranges: list[Cidr] = []
+    skip_await: bool = False
+    """Do not wait for a LoadBalancer address (pulumi.com/skipAwait): for clusters without a load-balancer controller."""
 
 
 class AclRule(Model):
@@ -195,17 +223,21 @@ class KeySpec(Model):
 class Pki(Model):
     ca_key: KeySpec = KeySpec()
     leaf_key: KeySpec = KeySpec(ecdsa_curve="P256")
-    organization: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "mqtt-estate"
-    ca_validity_hours: int = Field(87_600, ge=720, le=175_200)
-    leaf_validity_hours: int = Field(8_760, ge=24, le=9_552)
-    early_renewal_hours: int = Field(720, ge=0, le=8_760)
+    organization: Organization = "mqtt-estate"
+    ca_validity_hours: int = Field(87_600, ge=2_880, le=175_200)
+    leaf_validity_hours: int = Field(8_760, ge=1_440, le=9_552)
+    """At most 398 days (the policy pack's limit), at least twice the renewal window."""
+    early_renewal_hours: int = Field(720, ge=720, le=4_776)
+    """At least 30 days (the policy pack's minimum), at most half the leaf validity (checked)."""
     existing_ca: bool = False
     extra_dns_names: list[DnsName] = []
-    loopback_sans: bool = True
+    extra_ip_addresses: list[IpAddress] = []
+    loopback_sans: bool = False
+    """Add localhost/127.0.0.1 to the server certificate (for `kubectl port-forward`); off unless asked."""
 
 
 class Namespace(Model):
-    name: DnsLabel = "mqtt"
+    name: NamespaceName = "mqtt"
     create: bool = True
 
 
@@ -238,6 +270,11 @@ class Estate(Model):
     @property
     def frontend_enabled(self) -> bool:
         return self.frontend.enabled if self.frontend.enabled is not None else self.clustered
+
+    @property
+    def internal_listener(self) -> bool:
+        """The brokers' internal mTLS listener: bridges use it between brokers, the frontend for health checks."""
+        return self.clustered or self.frontend_enabled
 
 
 TOP_LEVEL_KEYS = tuple(to_camel(k) for k in Estate.model_fields)

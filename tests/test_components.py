@@ -86,7 +86,7 @@ def test_statefulset_is_restricted_and_probed(registry):
 
 def test_no_secret_in_configmap(registry):
     data = obj(registry, "b-config")["data"]
-    assert sorted(data) == ["b-0.conf", "b-1.conf", "health.acl"]  # one file per pod ordinal when clustered
+    assert sorted(data) == ["b-0.conf", "b-1.conf", "health.acl", "start.sh"]  # one file per pod ordinal when clustered
     for conf in data.values():
         assert "BEGIN" not in conf and "$7$" not in conf
     assert "allow_anonymous false" in data["b-0.conf"] and "per_listener_settings true" in data["b-0.conf"]
@@ -183,3 +183,38 @@ def test_load_balancer_gets_source_ranges():
     registry = build(service_type="LoadBalancer", load_balancer_source_ranges=["10.0.0.0/8"])
     spec = obj(registry, "b-service")["spec"]
     assert spec["type"] == "LoadBalancer" and spec["loadBalancerSourceRanges"] == ["10.0.0.0/8"]
+
+
+def test_autoscaled_statefulset_names_its_minimum_and_ignores_later_counts(monkeypatch):
+    """A replaced StatefulSet starts at the HPA minimum (never Kubernetes' default 1), and `spec.replicas` is in
+    ignore_changes so an update leaves the HPA's count alone (pulumi-kubernetes await/await.go:716-806)."""
+    from estate import engine
+
+    seen = {}
+    original = engine.RecordingMonitor.RegisterResource
+
+    def record(self, request):
+        seen[request.name] = list(request.ignoreChanges)
+        return original(self, request)
+
+    monkeypatch.setattr(engine.RecordingMonitor, "RegisterResource", record)
+    scaled = build(max_replicas=4, autoscaling={"min_replicas": 2, "max_replicas": 4, "target_cpu_percent": 60})
+    assert obj(scaled, "b-statefulset")["spec"]["replicas"] == 2
+    assert seen["b-statefulset"] == ["spec.replicas"]
+    fixed = build()
+    assert obj(fixed, "b-statefulset")["spec"]["replicas"] == 2 and seen["b-statefulset"] == []
+
+
+def test_a_user_given_twice_is_refused():
+    with pytest.raises(Exception, match="given twice"):
+        build(users=[{"name": "admin", "role": "admin"}, {"name": "admin", "role": "device"}])
+
+
+def test_broker_files_are_not_world_readable_and_are_copied_private_at_start(registry):
+    sts = obj(registry, "b-statefulset")["spec"]["template"]["spec"]
+    modes = {v["name"]: (v.get("secret") or v.get("configMap") or {}).get("defaultMode") for v in sts["volumes"]}
+    assert modes["auth"] == modes["certs"] == modes["config"] == 0o440
+    command = sts["containers"][0]["command"]
+    assert command[:2] == ["/bin/sh", "/mosquitto/config/start.sh"]
+    conf = obj(registry, "b-config")["data"]["b-0.conf"]
+    assert "password_file /mosquitto/run/passwd" in conf and "acl_file /mosquitto/run/acl" in conf

@@ -443,7 +443,7 @@ CASES = [
             service: {type: LoadBalancer, loadBalancerSourceRanges: [10.0.0.0/8]}
         """,
         "bad.yaml: mqtt-estate:pki.extraDnsNames: is required with a LoadBalancer: list the names clients use to "
-        "reach it (TLS goes through to the brokers, whose certificate must carry them)",
+        "reach it (TLS goes through to the brokers, whose certificate must carry them; IP addresses go in pki.extraIpAddresses)",
     ),
     (
         "misspelt-namespace",
@@ -522,6 +522,35 @@ CASES = [
             name: admin
         """,
         "bad.yaml: mqtt-estate:users: {\"name\": \"admin\"} is not allowed (use a list)",
+    ),
+    (
+        "yaml-alias-bomb",  # ~700 bytes that would expand to 10**9 values: refused while composing
+        "config:\n  mqtt-estate:broker:\n    name: mosquitto\n  kubernetes:lol:\n"
+        "    a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+        + "".join(f"    a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]\n" for i in range(1, 10))
+        + "  mqtt-estate:users: *a9\n",
+        "bad.yaml: line 9: alias *a3 refused (aliases expand to more than 100000 values; "
+        "stack files need no such structure)",
+    ),
+    (
+        "yaml-recursive-alias",
+        """
+        config:
+          mqtt-estate:broker: &broker
+            name: mosquitto
+            acl: {patterns: [*broker]}
+        """,
+        "bad.yaml: line 4: alias *broker refers to a value that contains it "
+        "(recursive structures are not allowed; stack files need no such structure)",
+    ),
+    (
+        "yaml-undefined-alias",
+        """
+        config:
+          mqtt-estate:broker:
+            listeners: *listeners
+        """,
+        "bad.yaml: line 3: not valid YAML (found undefined alias 'listeners')",
     ),
 ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import sys
 
@@ -20,6 +21,14 @@ def conf_edit(key, old, new):
     def mutate(props):
         assert old in props["data"][key], (key, old)
         props["data"][key] = props["data"][key].replace(old, new, 1)
+    return mutate
+
+
+def conf_sub(key, pattern, new):
+    """Like conf_edit, for text whose exact spelling other parts decide (paths): the first regex match."""
+    def mutate(props):
+        assert re.search(pattern, props["data"][key]), (key, pattern)
+        props["data"][key] = re.sub(pattern, new, props["data"][key], count=1)
     return mutate
 
 
@@ -59,7 +68,7 @@ CASES = [
     ("broker-mtls-coherent", "prod", "mosquitto-config",
      conf_edit("mosquitto-0.conf", "use_identity_as_username true\n", "")),
     ("broker-acl-present", "prod", "mosquitto-config",
-     conf_edit("mosquitto-0.conf", "acl_file /mosquitto/auth/acl\n", "")),
+     conf_sub("mosquitto-0.conf", r"acl_file \S+/acl\n", "")),
     ("broker-limits", "prod", "mosquitto-config", conf_edit("mosquitto-0.conf", "max_packet_size 1048576\n", "")),
     ("broker-persistence", "prod", "mosquitto-config",
      conf_edit("mosquitto-0.conf", "persistent_client_expiration 7d\n", "")),
@@ -69,6 +78,8 @@ CASES = [
      secret_edit("acl", append="\n# role: device\nuser plc-9\ntopic readwrite #\n")),
     ("broker-acl-patterns-by-username", "prod", "mosquitto-auth",
      secret_edit("acl", append="pattern write devices/%c/#\n")),
+    ("broker-acl-unique-identities", "prod", "mosquitto-auth",
+     secret_edit("acl", append="\n# role: device\nuser ops-admin\ntopic read factory/#\n")),
     ("k8s-restricted-pod-security", "prod", "mosquitto-statefulset",
      setter(lambda p: container(p)["securityContext"].update(allowPrivilegeEscalation=True))),
     ("k8s-read-only-root-filesystem", "prod", "mosquitto-statefulset",
@@ -110,6 +121,7 @@ CASES = [
     ("pki-leaf-lifetime", "prod", "mosquitto-pki-server-cert", setter(lambda p: p.update(validityPeriodHours=20000))),
     ("pki-server-sans", "prod", "mosquitto-pki-server-csr",
      setter(lambda p: (p.pop("dnsNames"), p.pop("ipAddresses")))),
+    ("pki-ca-in-use", "prod", "mosquitto-tls", setter(lambda p: p["stringData"].update({"ca.crt": "not a PEM"}))),
     ("pki-no-exported-private-keys", "prod", "", "leak-key"),
     ("frontend-timeouts-cover-keepalive", "prod", "mosquitto-frontend-config",
      cfg_edit("timeout client 450s", "timeout client 60s")),
@@ -171,7 +183,7 @@ def test_insecure_example_fails_with_the_expected_list(rendered, state_dir):
     failing = {v.policy for v in mandatory(run_policies(registry, "insecure"))}
     assert failing == {"broker-no-anonymous", "broker-password-hashes", "broker-persistence",
                        "broker-acl-no-device-wildcards", "k8s-not-default-namespace", "k8s-only-entry-point-exposed",
-                       "pki-ca-constraints", "pki-leaf-lifetime"}
+                       "pki-ca-constraints", "pki-ca-in-use", "pki-leaf-lifetime"}
 
 
 def test_enforcement_level_is_overridable(rendered, state_dir):
@@ -192,7 +204,7 @@ def test_cli_policy_groups_output_and_exits_3_on_mandatory(tmp_path):
                           text=True, timeout=120)
     assert proc.returncode == 3, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[1] == "mandatory violations: 17"
+    assert lines[1] == "mandatory violations: 18"
     assert any(line.startswith("  [broker-no-anonymous] kubernetes:core/v1:ConfigMap mosquitto-config:")
                for line in lines)
     assert "Traceback" not in proc.stdout + proc.stderr
@@ -203,11 +215,11 @@ def test_cli_render_refuses_mandatory_violations_unless_overridden(tmp_path):
             str(ROOT / "tests" / "stacks" / "insecure.yaml"), "--out", str(tmp_path / "out")]
     refused = subprocess.run(base, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 3 and not (tmp_path / "out").exists()
-    assert "refusing: 17 mandatory policy violation(s)" in refused.stderr
+    assert "refusing: 18 mandatory policy violation(s)" in refused.stderr
     forced = subprocess.run(base + ["--i-accept-mandatory-policy-violations"], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     assert forced.returncode == 0 and (tmp_path / "out" / "k8s").is_dir()
-    assert "WARNING: going on despite 17 MANDATORY POLICY VIOLATION(S)" in forced.stderr
+    assert "WARNING: going on despite 18 MANDATORY POLICY VIOLATION(S)" in forced.stderr
 
 
 def test_policy_config_file_is_read(tmp_path):
@@ -230,3 +242,262 @@ def test_pack_starts_as_pulumi_starts_it():
     finally:
         proc.kill()
         proc.wait()
+
+
+# --- what review found: each problem as one changed field of a compliant baseline ---------------------------
+
+def acl_line(old, new):
+    return secret_edit("acl", old, new)
+
+
+def source_ranges(*ranges):
+    return setter(lambda p: p["spec"].update(loadBalancerSourceRanges=list(ranges)))
+
+
+AZURE_SAS = "SharedAccessSignature sr=plant-hub.azure-devices.net%2Fdevices%2Fplc-7&sig=c2lnbmF0dXJl%3D&se=1767225600"
+
+# (id, policy, stack, resource, mutation, words the message must contain)
+FOUND = [
+    ("pattern-readwrite-all", "broker-acl-no-device-wildcards", "prod", "mosquitto-auth",
+     secret_edit("acl", append="pattern readwrite #\n"), "every client may read and write every topic"),
+    ("pattern-write-plus-hash", "broker-acl-no-device-wildcards", "prod", "mosquitto-auth",
+     secret_edit("acl", append="pattern write +/#\n"), "every client may write to every topic"),
+    ("pattern-implicit-readwrite-all", "broker-acl-no-device-wildcards", "prod", "mosquitto-auth",
+     secret_edit("acl", append="pattern   #  \n"), "every client may read and write every topic"),
+    ("device-plus-hash", "broker-acl-no-device-wildcards", "dev", "mosquitto-auth",
+     acl_line("topic write factory/production/sensor-01/data/#", "topic write +/#"),
+     "user sensor-01 (role device) may write to every topic"),
+    ("device-plus-plus-hash", "broker-acl-no-device-wildcards", "dev", "mosquitto-auth",
+     acl_line("topic write factory/production/sensor-01/data/#", "topic +/+/#"),
+     "every topic of 2 or more levels"),
+    ("device-reads-everything", "broker-acl-no-device-wildcards", "dev", "mosquitto-auth",
+     acl_line("topic read factory/production/sensor-01/cmd/#", "topic read #"), "may read every topic"),
+    ("edge-node-whole-sparkplug", "broker-acl-no-device-wildcards", "prod", "mosquitto-auth",
+     acl_line("topic read spBv1.0/Factory/NCMD/edge-gw-01", "topic read spBv1.0/#"),
+     "user edge-gw-01 (role edge-node) may read the whole Sparkplug namespace"),
+    ("edge-node-sparkplug-group-wildcards", "broker-acl-no-device-wildcards", "prod", "mosquitto-auth",
+     acl_line("topic write spBv1.0/Factory/NDATA/edge-gw-01", "topic write spBv1.0/+/+/#"),
+     "whole Sparkplug namespace"),
+    ("host-writes-whole-sparkplug", "broker-acl-no-device-wildcards", "prod", "mosquitto-auth",
+     acl_line("topic write spBv1.0/+/NCMD/+", "topic write spBv1.0/#"),
+     "user scada-host (role host-application) may write to the whole Sparkplug namespace"),
+    ("anonymous-rules-catch-all", "broker-acl-no-device-wildcards", "prod", "mosquitto-auth",
+     acl_line("# Generated by mqtt-estate. Anything not granted here is denied.\n",
+              "# Generated by mqtt-estate. Anything not granted here is denied.\ntopic write #\n"),
+     "anonymous clients may write to every topic"),
+    ("duplicate-bridge-block", "broker-acl-unique-identities", "prod", "mosquitto-auth",
+     secret_edit("acl", append="\n# role: device\nuser mosquitto-bridge\ntopic read factory/#\n"),
+     "user mosquitto-bridge has 2 blocks"),
+    ("password-user-named-like-bridge", "broker-acl-unique-identities", "prod", "mosquitto-auth",
+     secret_edit("passwd", "scada-host:", "mosquitto-bridge:"),
+     "password user mosquitto-bridge has the name of an internal certificate identity"),
+    ("password-user-named-like-health-check", "broker-acl-unique-identities", "prod", "mosquitto-auth",
+     secret_edit("passwd", "scada-host:", "mosquitto-frontend-check:"), "mosquitto-frontend-check-tls"),
+    ("source-range-0.0.0.0/0", "k8s-only-entry-point-exposed", "prod", "mosquitto-frontend-service",
+     source_ranges("0.0.0.0/0"), "0.0.0.0/0 admits everyone"),
+    ("source-range-::/0", "k8s-only-entry-point-exposed", "prod", "mosquitto-frontend-service",
+     source_ranges("10.20.0.0/16", "::/0"), "::/0 admits everyone"),
+    ("bridge-remote-password", "k8s-no-secrets-in-configmaps", "prod", "mosquitto-config",
+     conf_edit("mosquitto-1.conf", "bridge_insecure false",
+               "bridge_insecure false\nremote_username plant-01\nremote_password hunter2"),
+     "remote_password (bridge estate-star) carries a secret in plain text, the password of remote_username"),
+    ("bridge-psk", "k8s-no-secrets-in-configmaps", "prod", "mosquitto-config",
+     conf_edit("mosquitto-2.conf", "try_private true", "try_private true\nbridge_psk 6b3f9c01d2e4"),
+     "bridge_psk (bridge estate-star) carries a secret"),
+    ("plugin-password-option", "k8s-no-secrets-in-configmaps", "prod", "mosquitto-config",
+     conf_edit("mosquitto-0.conf", "sys_interval 10", "sys_interval 10\nplugin /usr/lib/mosquitto_go_auth.so\n"
+               "auth_opt_pg_password hunter2\nauth_opt_pg_password_file /etc/unused"),
+     "auth_opt_pg_password carries a secret"),
+    ("azure-sas-bridge", "k8s-no-secrets-in-configmaps", "prod", "mosquitto-config",
+     setter(lambda p: p["data"].update({"azure-bridge.conf": "connection azure\naddress plant-hub.azure-devices.net:8883\n"
+                                         "remote_username plant-hub.azure-devices.net/plc-7/?api-version=2021-04-12\n"
+                                         f"remote_password {AZURE_SAS}\n"})), "line 4: remote_password"),
+    ("azure-sas-any-line", "k8s-no-secrets-in-configmaps", "prod", "mosquitto-config",
+     setter(lambda p: p["data"].update({"iothub.txt": f"HostName=plant-hub.azure-devices.net;{AZURE_SAS}\n"})),
+     "'iothub.txt' line 1: an Azure shared access signature"),
+    ("url-with-password", "k8s-no-secrets-in-configmaps", "prod", "mosquitto-config",
+     conf_edit("mosquitto-0.conf", "sys_interval 10", "sys_interval 10\nplugin /usr/lib/mosquitto_go_auth.so\n"
+               "auth_opt_redis_url redis://auth:hunter2@redis.plant.example:6379/0"), "a URL with a password"),
+    ("private-key-any-key", "k8s-no-secrets-in-configmaps", "prod", "mosquitto-config",
+     setter(lambda p: p["data"].update({"notes.md": "-----BEGIN RSA PRIVATE KEY-----\nMIIE...\n"})), "private key"),
+    ("global-option-after-listener", "broker-persistence", "prod", "mosquitto-config",
+     conf_edit("mosquitto-0.conf", "require_certificate true\n", "require_certificate true\npersistence false\n"),
+     "persistence is off"),
+    ("boolean-as-1-after-listener", "broker-no-anonymous", "prod", "mosquitto-config",
+     conf_edit("mosquitto-0.conf", "allow_anonymous false\npassword_file", "allow_anonymous 1\npassword_file"),
+     "allows anonymous clients"),
+]
+
+
+@pytest.mark.parametrize("policy,stack,resource,mutation,words", [c[1:] for c in FOUND], ids=[c[0] for c in FOUND])
+def test_found_problem_is_caught(rendered, policy, stack, resource, mutation, words):
+    registry = rendered(stack).registry
+    assert violations_of(policy, registry, stack) == [], "the compliant baseline must pass"
+    changed = copy.deepcopy(registry)
+    mutation(next(r for r in changed.resources if r.name == resource).inputs)
+    found = violations_of(policy, changed, stack)
+    assert any(words in v.message for v in found), [v.message for v in found]
+    assert all(not v.message.startswith("could not evaluate") for v in found)
+
+
+def test_global_option_after_listener_blocks_is_global(rendered):
+    """`persistence true` written after the last listener is mosquitto's global persistence (conf.c 1785)."""
+    registry = copy.deepcopy(rendered("prod").registry)
+    config = next(r for r in registry.resources if r.name == "mosquitto-config").inputs
+    text = config["data"]["mosquitto-0.conf"]
+    assert "persistence true\n" in text
+    config["data"]["mosquitto-0.conf"] = text.replace("persistence true\n", "", 1) + "persistence true\n"
+    assert violations_of("broker-persistence", registry, "prod") == []
+
+
+def test_secret_detector_leaves_paths_and_public_psk_identities_alone(rendered):
+    registry = copy.deepcopy(rendered("prod").registry)
+    config = next(r for r in registry.resources if r.name == "mosquitto-config").inputs
+    config["data"]["mosquitto-0.conf"] += ("psk_hint plant\npsk_file /mosquitto/auth/psk\n"
+                                          "auth_opt_password_file /mosquitto/auth/passwd\n"
+                                          "auth_opt_token_url https://auth.plant.example/token\n")
+    assert violations_of("k8s-no-secrets-in-configmaps", registry, "prod") == []
+
+
+# --- the CA in use, when it is brought (pki.existingCa): judged from ca.crt in the Secrets ----------------
+
+def _ca_pem(key="ec", ca=True, cert_sign=True, hash_name="sha384", days=(-1, 3650)) -> str:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import NameOID
+
+    private = ec.generate_private_key(ec.SECP384R1()) if key == "ec" else rsa.generate_private_key(65537, key)
+    now = dt.datetime.now(dt.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Plant Root CA")])
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(private.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now + dt.timedelta(days=days[0])).not_valid_after(now + dt.timedelta(days=days[1]))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
+               .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                                            data_encipherment=False, key_agreement=False, key_cert_sign=cert_sign,
+                                            crl_sign=True, encipher_only=False, decipher_only=False), critical=True))
+    if hash_name == "sha1":
+        # cryptography no longer signs with SHA-1: sign with SHA-256, then name sha1WithRSAEncryption in both
+        # AlgorithmIdentifiers (same length, so the DER stays well-formed; the policy reads the algorithm, it
+        # does not verify the self-signature)
+        der = builder.sign(private, hashes.SHA256()).public_bytes(Encoding.DER)
+        der = der.replace(bytes.fromhex("06092a864886f70d01010b"), bytes.fromhex("06092a864886f70d010105"))
+        return x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM).decode()
+    return builder.sign(private, {"sha256": hashes.SHA256(), "sha384": hashes.SHA384()}[hash_name]) \
+        .public_bytes(Encoding.PEM).decode()
+
+
+BROUGHT_CAS = [
+    ("rsa-2048", dict(key=2048, hash_name="sha256"), "key is RSA 2048 bits (minimum 3072 for a CA)"),
+    ("sha1", dict(key=3072, hash_name="sha1"), "is signed with SHA1"),
+    ("expired", dict(days=(-3650, -1)), "expired on"),
+    ("expires-within-leaf-validity", dict(days=(-1, 200)), "within the 8760 h a leaf issued now is valid for"),
+    ("ca-false", dict(ca=False), "CA:FALSE"),
+    ("no-keycertsign", dict(cert_sign=False), "keyUsage lacks keyCertSign"),
+    ("malformed-pem", "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
+     "is not a readable PEM certificate"),
+    ("no-pem", "MIIB...", "is not a PEM certificate"),
+]
+
+
+@pytest.mark.parametrize("how,words", [(c[1], c[2]) for c in BROUGHT_CAS], ids=[c[0] for c in BROUGHT_CAS])
+def test_brought_ca_is_judged_from_the_secrets(rendered, how, words):
+    registry = copy.deepcopy(rendered("prod").registry)
+    pem = how if isinstance(how, str) else _ca_pem(**how)
+    for resource in registry.resources:  # as with pki.existingCa: every Secret carries the brought CA
+        if resource.type == "kubernetes:core/v1:Secret" and "ca.crt" in (resource.inputs.get("stringData") or {}):
+            resource.inputs["stringData"]["ca.crt"] = pem
+    registry.resources = [r for r in registry.resources if r.type != "tls:index/selfSignedCert:SelfSignedCert"]
+    found = violations_of("pki-ca-in-use", registry, "prod")
+    assert len(found) == 1 and words in found[0].message, [v.message for v in found]
+
+
+def test_a_good_brought_ca_passes(rendered):
+    registry = copy.deepcopy(rendered("prod").registry)
+    pem = _ca_pem()
+    for resource in registry.resources:
+        if resource.type == "kubernetes:core/v1:Secret" and "ca.crt" in (resource.inputs.get("stringData") or {}):
+            resource.inputs["stringData"]["ca.crt"] = pem
+    assert violations_of("pki-ca-in-use", registry, "prod") == []
+
+
+# --- the pack's mosquitto.conf reader follows mosquitto's src/conf.c ------------------------------------------
+
+def test_conf_reader_places_options_by_kind_not_position():
+    from components.mosquitto_conf import parse_listeners, parse_mosquitto_conf
+
+    conf = parse_mosquitto_conf("per_listener_settings true\n"
+                                "# plain\nlistener 1883 0.0.0.0\nallow_anonymous 0\nsys_interval 5\n"
+                                "connection up\naddress a:1883\ntopic # out 1\ncafile /c/ca.crt\n"
+                                "clientid up-1\npersistence true\n")
+    assert conf.settings["sys_interval"] == ["5"] and conf.settings["persistence"] == ["true"]
+    (lst,) = conf.listeners
+    assert (lst.port, lst.bind, lst.name) == (1883, "0.0.0.0", "plain")
+    assert lst.settings == {"allow_anonymous": "false", "cafile": "/c/ca.crt"}  # cafile: still the listener's
+    assert conf.bridges == [{"connection": ["up"], "address": ["a:1883"], "topic": ["# out 1"],
+                             "remote_clientid": ["up-1"]}]
+    assert parse_listeners("listener 8883\ncertfile /c/tls.crt\nrequire_certificate true\nprotocol websockets\n")[0] \
+        .__dict__ | {"settings": None, "own": None} == {"port": 8883, "bind": None, "name": "", "protocol": "websockets",
+                                                         "tls": True, "mtls": True, "settings": None, "line": 1,
+                                                         "own": None}
+
+
+def test_conf_reader_auth_options_are_global_without_per_listener_settings():
+    from components.mosquitto_conf import parse_mosquitto_conf
+
+    conf = parse_mosquitto_conf("listener 1883\nallow_anonymous false\nlistener 8883\nallow_anonymous true\n"
+                                "acl_file /a/acl\n")
+    assert [lst.settings["allow_anonymous"] for lst in conf.listeners] == ["true", "true"]
+    assert all(lst.settings["acl_file"] == "/a/acl" for lst in conf.listeners)
+    default = parse_mosquitto_conf("port 1884\npassword_file /a/passwd\n").listeners
+    assert [(lst.port, lst.name, lst.settings.get("password_file")) for lst in default] == [(1884, "default",
+                                                                                             "/a/passwd")]
+
+
+def test_conf_reader_never_raises():
+    from components.mosquitto_conf import parse_mosquitto_conf
+
+    for text in (None, "", "listener\n", "listener abc def\n", "remote_password x\n", "auth_opt_x y\n",
+                 "connection\n", "\x00\n", "max_connections\n", 12):
+        parse_mosquitto_conf(text)
+
+
+# --- no program, however odd, stops the run -----------------------------------------------------------------
+
+def _stringify_numbers(value):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _stringify_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_stringify_numbers(v) for v in value]
+    return value
+
+
+def test_numbers_given_as_text_change_no_verdict(rendered):
+    registry = copy.deepcopy(rendered("prod").registry)
+    for resource in registry.resources:
+        resource.inputs = _stringify_numbers(resource.inputs)
+    found = run_policies(registry, "prod")
+    assert mandatory(found) == [] and not [v for v in found if v.message.startswith("could not evaluate")]
+
+
+@pytest.mark.parametrize("odd", ["none", "garbage", "empty-lists"])
+def test_odd_props_stop_nothing(rendered, odd):
+    registry = copy.deepcopy(rendered("prod").registry)
+    for index, resource in enumerate(registry.resources):
+        if odd == "none":
+            resource.inputs = {key: None for key in resource.inputs}
+        elif odd == "garbage":
+            resource.inputs = {key: (index if key != "kind" else value) for key, value in resource.inputs.items()}
+        else:
+            resource.inputs = {key: ([None] if isinstance(value, (dict, list)) else value)
+                               for key, value in resource.inputs.items()}
+    found = run_policies(registry, "prod")  # must not raise
+    assert not [v.message for v in found if v.message.startswith("could not evaluate")]

@@ -1,0 +1,61 @@
+"""Every name and port the estate makes for itself, in one registry, so a user's choice can never collide with them.
+
+The config check (stacks/checks.py) refuses a listener, user or port that takes one of these; the components
+use the same functions to make them, so the registry and the rendered objects cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from components.haproxy_cfg import PEER_PORT, STATS_PORT
+from components.mosquitto_conf import HEALTH_PORT
+
+INTERNAL_PORT_NAME = "internal"
+"""Container port name of the brokers' internal mTLS listener (bridges and frontend health checks)."""
+
+FRONTEND_SECTIONS = {
+    "stats": "HAProxy's stats/metrics frontend and container port",
+    "peers": "HAProxy's peer-sync container port",
+    "replicas": "HAProxy's peers section",
+    "cluster": "HAProxy's resolvers section",
+    "health": "the HAProxy backend that health-checks the brokers",
+}
+"""Names HAProxy sections and the frontend pod's container ports already use; listener names become frontend and
+backend sections and container port names there."""
+
+
+def reserved_listener_names(frontend: bool) -> dict[str, str]:
+    """Listener names the estate uses itself -> what uses them."""
+    names = {INTERNAL_PORT_NAME: "the brokers' internal mTLS listener"}
+    if frontend:
+        names.update(FRONTEND_SECTIONS)
+    return names
+
+
+def reserved_ports(frontend: bool) -> dict[int, str]:
+    """Ports the broker pods (and, with a frontend, the HAProxy pods, which bind every listener port) use."""
+    ports = {HEALTH_PORT: "the in-pod health listener"}
+    if frontend:
+        ports[STATS_PORT] = "HAProxy's stats and metrics port"
+        ports[PEER_PORT] = "HAProxy's peer-sync port"
+    return ports
+
+
+def bridge_user(broker: str) -> str:
+    """Identity (certificate CN) of the brokers' bridges; its ACL block grants `readwrite #`."""
+    return f"{broker}-bridge"
+
+
+def frontend_check_user(broker: str) -> str:
+    """Identity (certificate CN) of HAProxy's MQTT health checks."""
+    return f"{broker}-frontend-check"
+
+
+def frontend_name(broker: str) -> str:
+    return f"{broker}-frontend"
+
+
+def internal_users(broker: str) -> dict[str, str]:
+    """Internal identity -> what it is for. A user of the same name would share its ACL block (mosquitto merges
+    `user` blocks of one name), so no user may take one."""
+    return {bridge_user(broker): "the brokers' bridges (readwrite #)",
+            frontend_check_user(broker): "the frontend's health checks"}

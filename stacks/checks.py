@@ -1,0 +1,290 @@
+"""Cross-field rules: what one value of a stack means for another.
+
+pydantic checks each value's shape (stacks/model.py, with the real grammars of stacks/grammar.py); these rules
+check the estate as a whole: names and ports that collide with each other or with what the estate makes for
+itself (components/names.py), settings that would have no effect, limits that cannot fit the pod, certificate
+lifetimes that would re-issue on every `pulumi up`. Each rule returns the problems it finds as ConfigIssues;
+warnings are for settings that work but are most likely not what was meant.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Iterator, Mapping, Optional
+
+from components.names import internal_users, reserved_listener_names, reserved_ports
+from stacks import grammar
+from stacks.ca_check import check_existing_ca
+from stacks.errors import PROJECT, ConfigIssue
+from stacks.model import CA_SECRET_KEYS, SECRET_KEY_PREFIX, Estate, Resources
+
+SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
+CONNECTION_MEMORY = 64 * 1024
+"""Bytes a broker needs per connection, TLS buffers included (OpenSSL holds ~2 x 16 KiB records per direction)."""
+MiB = 1024 * 1024
+
+Issues = Iterator[ConfigIssue]
+
+
+def cross_checks(estate: Estate, secrets: Mapping[str, Optional[str]]) -> list[ConfigIssue]:
+    """Every cross-field error. `secrets` maps secret key -> plain value (None where it cannot be read)."""
+    rules = (_namespace(estate), _listeners(estate), _replicas(estate), _frontend(estate), _exposure(estate),
+             _persistence(estate), _resources(estate), _limits(estate), _users(estate), _secrets(estate, secrets),
+             _pki(estate, secrets))
+    return [issue for rule in rules for issue in rule]
+
+
+def warnings(estate: Estate) -> list[ConfigIssue]:
+    """Settings that work but are most likely a mistake."""
+    found = []
+    certificate_users = [u for u in estate.users if u.auth != "password"]
+    for i, lst in enumerate(estate.broker.listeners):
+        if lst.require_certificate and not certificate_users:
+            found.append(ConfigIssue(["broker", "listeners", i, "requireCertificate"],
+                                     "no user has auth: certificate or both, so nobody can log in on this listener yet"))
+    for i, user in enumerate(estate.users):
+        if user.role == "admin" and user.topics:
+            found.append(ConfigIssue(["users", i, "topics"], "has no effect: an admin may already use every topic"))
+    return found
+
+
+def _namespace(estate: Estate) -> Issues:
+    name = estate.namespace.name
+    if name in SYSTEM_NAMESPACES:
+        yield ConfigIssue(["namespace", "name"], f"{name!r} is a Kubernetes system namespace (use a namespace of "
+                                                 "the estate's own, e.g. mqtt-prod)")
+    elif name == "default" and estate.namespace.create:
+        yield ConfigIssue(["namespace", "name"], "'default' always exists and would get restricted pod security and "
+                                                 "a default-deny NetworkPolicy (use a namespace of the estate's own)")
+
+
+def _listeners(estate: Estate) -> Issues:
+    broker = estate.broker
+    frontend = estate.frontend_enabled
+    reserved_names = reserved_listener_names(frontend)
+    taken_ports = dict(reserved_ports(frontend))
+    if estate.internal_listener:
+        internal = broker.ha.internal_port
+        if internal in taken_ports:
+            yield ConfigIssue(["broker", "ha", "internalPort"], f"{internal} is already used by "
+                                                                f"{taken_ports[internal]} (use a free port)")
+        else:
+            taken_ports[internal] = "broker.ha.internalPort (bridges and health checks)"
+    seen_names: dict[str, int] = {}
+    seen_ports: dict[int, int] = {}
+    for i, lst in enumerate(broker.listeners):
+        loc = ["broker", "listeners", i]
+        if lst.name in seen_names:
+            yield ConfigIssue(loc + ["name"], f"{lst.name!r} is already used by listeners[{seen_names[lst.name]}] "
+                                              "(names must be unique)")
+        elif lst.name in reserved_names:
+            yield ConfigIssue(loc + ["name"], f"{lst.name!r} is reserved for {reserved_names[lst.name]} "
+                                              "(choose another name)")
+        if lst.port in seen_ports:
+            yield ConfigIssue(loc + ["port"], f"{lst.port} is already used by listeners[{seen_ports[lst.port]}] "
+                                              "(ports must be unique)")
+        elif lst.port in taken_ports:
+            yield ConfigIssue(loc + ["port"], f"{lst.port} is reserved for {taken_ports[lst.port]} (use another port)")
+        elif lst.port < 1024:
+            yield ConfigIssue(loc + ["port"], f"{lst.port} is a privileged port, which the unprivileged broker and "
+                                              "HAProxy pods cannot open (use 1024-65535)")
+        seen_names.setdefault(lst.name, i)
+        seen_ports.setdefault(lst.port, i)
+        if lst.require_certificate and not lst.tls:
+            yield ConfigIssue(loc + ["requireCertificate"], "true needs tls: true on the same listener")
+        if "tls_version" in lst.model_fields_set and not lst.tls:
+            yield ConfigIssue(loc + ["tlsVersion"], "has no effect without tls: true on the same listener")
+
+
+def _replicas(estate: Estate) -> Issues:
+    ha = estate.broker.ha
+    if ha.min_replicas and ha.max_replicas and ha.max_replicas < ha.min_replicas:
+        yield ConfigIssue(["broker", "ha", "maxReplicas"], f"{ha.max_replicas} is below minReplicas {ha.min_replicas}")
+    if estate.broker.replicas and ha.min_replicas and estate.broker.replicas != ha.min_replicas:
+        yield ConfigIssue(["broker", "replicas"], "conflicts with broker.ha.minReplicas (set only one)")
+    if ha.max_replicas and estate.broker.replicas and ha.max_replicas > estate.broker.replicas and not ha.min_replicas:
+        yield ConfigIssue(["broker", "replicas"], "is fixed while broker.ha.maxReplicas asks for autoscaling "
+                                                  "(set broker.ha.minReplicas instead)")
+
+
+def _frontend(estate: Estate) -> Issues:
+    listeners = estate.broker.listeners
+    if estate.frontend_enabled and not any(lst.protocol == "mqtt" or lst.tls for lst in listeners):
+        yield ConfigIssue(["frontend", "enabled"], "needs a listener with protocol: mqtt or tls: true "
+                                                   "(plain websockets stay inside the cluster)")
+    if estate.frontend.enabled is False and estate.clustered:
+        yield ConfigIssue(["frontend", "enabled"], "false is not allowed with more than one broker "
+                                                   "(clients must reach the tier through the frontend)")
+    if not estate.frontend_enabled:
+        for key in sorted(estate.frontend.model_fields_set - {"enabled"}):
+            yield ConfigIssue(["frontend", _camel(key)], "has no effect without the frontend (set frontend.enabled: "
+                                                         "true, or remove it)")
+
+
+def _exposure(estate: Estate) -> Issues:
+    broker = estate.broker
+    if estate.frontend_enabled and broker.service.model_fields_set:
+        yield ConfigIssue(["broker", "service"], "has no effect with a frontend: only the frontend is exposed "
+                                                 "(set frontend.service instead)")
+    for loc, service in ((["broker", "service"], broker.service), (["frontend", "service"], estate.frontend.service)):
+        if service.load_balancer_source_ranges and service.type != "LoadBalancer":
+            yield ConfigIssue(loc + ["loadBalancerSourceRanges"], "is only allowed with type: LoadBalancer")
+        if service.skip_await and service.type != "LoadBalancer":
+            yield ConfigIssue(loc + ["skipAwait"], "has no effect without type: LoadBalancer")
+    service = estate.frontend.service if estate.frontend_enabled else broker.service
+    names = estate.pki.extra_dns_names or estate.pki.extra_ip_addresses
+    if service.type == "LoadBalancer" and any(lst.tls for lst in broker.listeners) and not names:
+        yield ConfigIssue(["pki", "extraDnsNames"], "is required with a LoadBalancer: list the names clients use "
+                                                    "to reach it (TLS goes through to the brokers, whose certificate "
+                                                    "must carry them; IP addresses go in pki.extraIpAddresses)")
+
+
+def _persistence(estate: Estate) -> Issues:
+    persistence = estate.broker.persistence
+    if persistence.nfs and persistence.storage_class:
+        yield ConfigIssue(["broker", "persistence", "storageClass"], "is not allowed with nfs (volumes are bound by "
+                                                                     "name)")
+    if not persistence.enabled:
+        for key in sorted(persistence.model_fields_set - {"enabled"}):
+            yield ConfigIssue(["broker", "persistence", _camel(key)], "has no effect with enabled: false")
+    if persistence.nfs and ".." in persistence.nfs.path.split("/"):
+        yield ConfigIssue(["broker", "persistence", "nfs", "path"], f"{persistence.nfs.path!r} is not allowed "
+                                                                    "(no '..' in export paths)")
+
+
+def _resources(estate: Estate) -> Issues:
+    preset = estate.preset
+    broker = estate.broker.resources
+    yield from _requests_within_limits(["broker", "resources"], broker, {
+        "cpu": (preset.cpu_request, preset.cpu_limit), "memory": (preset.memory_request, preset.memory_limit)})
+    if estate.frontend_enabled:
+        yield from _requests_within_limits(["frontend", "resources"], estate.frontend.resources, FRONTEND_RESOURCES)
+
+
+FRONTEND_RESOURCES = {"cpu": ("250m", "1"), "memory": ("256Mi", "512Mi")}
+"""HaProxyFrontend's defaults (components/haproxy.py)."""
+
+
+def _requests_within_limits(loc: list, res: Resources, defaults: dict) -> Issues:
+    for what, (default_request, default_limit) in defaults.items():
+        request = getattr(res, f"{what}_request") or default_request
+        limit = getattr(res, f"{what}_limit") or default_limit
+        if grammar.parse_quantity(request) > grammar.parse_quantity(limit):
+            key = f"{what}Request" if getattr(res, f"{what}_request") else f"{what}Limit"
+            yield ConfigIssue(loc + [key], f"the {what} request {request} is above the limit {limit} "
+                                           "(a request must not exceed its limit)")
+
+
+def memory_limit_bytes(estate: Estate) -> Decimal:
+    return grammar.parse_quantity(estate.broker.resources.memory_limit or estate.preset.memory_limit)
+
+
+def _limits(estate: Estate) -> Issues:
+    """A single client's queue, or the connection count, must fit in the broker's memory limit."""
+    limits = estate.broker.limits
+    memory = memory_limit_bytes(estate)
+    queued = limits.max_queued_messages * limits.max_packet_size
+    if limits.max_queued_bytes is not None:
+        queued = min(queued, limits.max_queued_bytes)
+    per_client = queued + limits.max_inflight_messages * limits.max_packet_size
+    if per_client > memory:
+        cap = int(memory // 2 // MiB) * MiB
+        yield ConfigIssue(["broker", "limits"], f"one client's queue may hold {_mib(per_client)} "
+                                                f"(maxQueuedMessages x maxPacketSize, plus in-flight), more than the "
+                                                f"broker's memory limit of {_mib(memory)}; set maxQueuedBytes to at "
+                                                f"most {cap} ({_mib(cap)}), or lower maxQueuedMessages or "
+                                                "maxPacketSize")
+    connections = limits.max_connections or estate.preset.max_connections
+    if connections * CONNECTION_MEMORY > memory:
+        fit = int(memory // CONNECTION_MEMORY)
+        yield ConfigIssue(["broker", "limits", "maxConnections"],
+                          f"{connections} connections need about {_mib(connections * CONNECTION_MEMORY)} "
+                          f"(~64 KiB each with TLS), more than the memory limit of {_mib(memory)}; use at most "
+                          f"{fit}, or raise broker.resources.memoryLimit")
+
+
+def _mib(value) -> str:
+    return f"{Decimal(value) / MiB:.0f} MiB"
+
+
+def _users(estate: Estate) -> Issues:
+    broker = estate.broker
+    mtls = any(lst.require_certificate for lst in broker.listeners)
+    zones = broker.acl.factory.zones if broker.acl.factory else None
+    groups = broker.acl.sparkplug.groups if broker.acl.sparkplug else None
+    reserved = internal_users(broker.name)
+    seen: dict[str, int] = {}
+    for i, user in enumerate(estate.users):
+        loc = ["users", i]
+        if user.name in seen:
+            yield ConfigIssue(loc + ["name"], f"{user.name!r} is already used by users[{seen[user.name]}] "
+                                              "(names must be unique)")
+        elif user.name in reserved:
+            yield ConfigIssue(loc + ["name"], f"{user.name!r} is the identity of {reserved[user.name]} "
+                                              "(choose another name: it would share that identity's ACL)")
+        seen.setdefault(user.name, i)
+        if user.auth != "password" and not mtls:
+            yield ConfigIssue(loc + ["auth"], f"{user.auth!r} needs a listener with requireCertificate: true "
+                                              "(or use password)")
+        if user.zone is not None:
+            if user.role != "device":
+                yield ConfigIssue(loc + ["zone"], f"has no effect for role {user.role!r} (zones place devices)")
+            elif zones is None:
+                yield ConfigIssue(loc + ["zone"], "needs broker.acl.factory to be set")
+            elif user.zone not in zones:
+                yield ConfigIssue(loc + ["zone"], f"{user.zone!r} is not allowed (use one of "
+                                                  f"broker.acl.factory.zones: {', '.join(zones)})")
+        if user.groups and user.role not in ("edge-node", "host-application"):
+            yield ConfigIssue(loc + ["groups"], f"has no effect for role {user.role!r} (Sparkplug groups are for "
+                                                "edge-node and host-application users)")
+        for j, group in enumerate(user.groups):
+            if groups is None:
+                yield ConfigIssue(loc + ["groups", j], "needs broker.acl.sparkplug to be set")
+            elif group not in groups:
+                yield ConfigIssue(loc + ["groups", j], f"{group!r} is not allowed (use one of "
+                                                       f"broker.acl.sparkplug.groups: {', '.join(groups)})")
+        if user.role == "edge-node" and not user.groups:
+            yield ConfigIssue(loc + ["groups"], "an edge-node needs at least one Sparkplug group")
+
+
+def _secrets(estate: Estate, secrets: Mapping[str, Optional[str]]) -> Issues:
+    users = {u.name: u for u in estate.users}
+    for key in sorted(secrets):
+        if not key.startswith(SECRET_KEY_PREFIX):
+            continue
+        user = users.get(key[len(SECRET_KEY_PREFIX):])
+        if user is None:
+            yield ConfigIssue([key], f"names no user in users (known: {', '.join(users) or 'none'})")
+        elif user.auth == "certificate":
+            yield ConfigIssue([key], f"has no effect: {user.name} logs in by certificate only (auth: certificate)")
+    given = [key for key in CA_SECRET_KEYS if key in secrets]
+    if estate.pki.existing_ca:
+        for key in CA_SECRET_KEYS:
+            if key not in secrets:
+                yield ConfigIssue(["pki", "existingCa"], f"true needs the secret key {PROJECT}:{key}")
+        if "ca_key" in estate.pki.model_fields_set:
+            yield ConfigIssue(["pki", "caKey"], "has no effect with existingCa: true (the brought CA has its own key)")
+    elif given:
+        for key in given:
+            yield ConfigIssue([key], "has no effect unless pki.existingCa is true")
+
+
+def _pki(estate: Estate, secrets: Mapping[str, Optional[str]]) -> Issues:
+    pki = estate.pki
+    renewal = pki.early_renewal_hours
+    if renewal * 2 > pki.leaf_validity_hours:
+        yield ConfigIssue(["pki", "earlyRenewalHours"], f"{renewal} is more than half of leafValidityHours "
+                                                        f"{pki.leaf_validity_hours}: certificates would be re-issued "
+                                                        f"on almost every `pulumi up` (use at most "
+                                                        f"{pki.leaf_validity_hours // 2})")
+    if pki.leaf_validity_hours >= pki.ca_validity_hours and not pki.existing_ca:
+        yield ConfigIssue(["pki", "caValidityHours"], f"{pki.ca_validity_hours} does not outlive leaf certificates "
+                                                      f"({pki.leaf_validity_hours} h) (make the CA live longer)")
+    if pki.existing_ca and all(isinstance(secrets.get(k), str) for k in CA_SECRET_KEYS):
+        for key, message in check_existing_ca(secrets["caCertPem"], secrets["caKeyPem"], pki.leaf_validity_hours):
+            yield ConfigIssue([key], message)
+
+
+def _camel(snake: str) -> str:
+    head, *rest = snake.split("_")
+    return head + "".join(part.title() for part in rest)
