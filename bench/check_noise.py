@@ -6,6 +6,10 @@ rendered files), lets it settle, then reads what every broker's process.log gain
 disconnected). A check connection is recognised by its client id: the check sends an empty id, so the broker
 names it `auto-...`; bridges and real clients have ids of their own.
 
+mosquitto's stdout is a file here, so its log reaches process.log in 8 KiB blocks. The window is therefore cut
+by the lines' own timestamps (whole seconds), not by the file's size: after the window the bench waits until
+every broker's log holds a line stamped after it.
+
 Prints a markdown table: lines per second per broker, and per broker per HAProxy replica beside the target.
 
 Run from the repository root:  python3 -m bench.check_noise [--seconds 20] [--settle 4] [--stack prod]
@@ -14,6 +18,7 @@ Run from the repository root:  python3 -m bench.check_noise [--seconds 20] [--se
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 import tempfile
@@ -31,6 +36,7 @@ from estate.render import render  # noqa: E402
 TARGET_PER_REPLICA = 2.0
 """Health-check log lines per second per broker per HAProxy replica."""
 
+STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d): ")
 NEW_CONNECTION = re.compile(r"New connection from (\S+) on port \d+\.$")
 CONNECTED = re.compile(r"New client connected from (\S+) as (\S+) ")
 GONE = re.compile(r"Client (\S+) (?:disconnected|closed its connection|has exceeded timeout)")
@@ -42,45 +48,63 @@ class Noise:
     lines: int
     checks: int
     seconds: float
+    complete: bool = True
+    """False when the log was not flushed past the window's end in time (the count may be short)."""
 
     @property
     def per_second(self) -> float:
         return self.lines / self.seconds
 
 
-def health_check_lines(text: str) -> tuple[int, int]:
-    """(log lines that belong to health-check connections, number of such connections) in a log excerpt."""
-    lines = text.splitlines()
+def health_check_lines(window: list[str], context: list[str] | None = None) -> tuple[int, int]:
+    """(lines of `window` that belong to health-check connections, checks that connected in it). A check is
+    told by its `auto-` client id, found in `context` (the whole log, so a check straddling the window's start
+    is known) or else in the window itself."""
     sockets, ids = set(), set()
-    for line in lines:
+    for line in context if context is not None else window:
         match = CONNECTED.search(line)
         if match and match.group(2).startswith("auto-"):
             sockets.add(match.group(1))
             ids.add(match.group(2))
-    count = 0
-    for line in lines:
-        new = NEW_CONNECTION.search(line)
-        connected = CONNECTED.search(line)
-        gone = GONE.search(line)
-        if (new and new.group(1) in sockets) or (connected and connected.group(2) in ids) or (gone and gone.group(1) in ids):
+    count, checks = 0, 0
+    for line in window:
+        new, connected, gone = NEW_CONNECTION.search(line), CONNECTED.search(line), GONE.search(line)
+        if connected and connected.group(2) in ids:
+            checks += 1
+        if (new and new.group(1) in sockets) or (connected and connected.group(2) in ids) \
+                or (gone and gone.group(1) in ids):
             count += 1
-    return count, len(ids)
+    return count, checks
 
 
-def measure(local: LocalEstate, seconds: float) -> list[Noise]:
+def _stamped_lines(path: Path) -> list[tuple[float, str]]:
+    """(epoch seconds, line) for every complete, timestamped line of a broker log (log_timestamp_format
+    %Y-%m-%dT%H:%M:%S, local time)."""
+    text = path.read_bytes().decode(errors="replace")
+    found = []
+    for line in text.splitlines(keepends=True):
+        match = STAMP.match(line)
+        if match and line.endswith("\n"):
+            found.append((time.mktime(time.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S")), line.rstrip("\n")))
+    return found
+
+
+def measure(local: LocalEstate, seconds: int, flush_timeout: float = 120.0) -> list[Noise]:
     logs = {proc.pod: proc.directory / "process.log" for proc in local.brokers}
-    start = {pod: path.stat().st_size for pod, path in logs.items()}
-    began = time.monotonic()
-    time.sleep(seconds)
-    elapsed = time.monotonic() - began
+    start = float(math.ceil(time.time()) + 1)
+    end = start + seconds
+    time.sleep(max(end - time.time(), 0))
+    deadline = time.monotonic() + flush_timeout
     found = []
     for pod, path in logs.items():
-        with open(path, "rb") as handle:
-            handle.seek(start[pod])
-            excerpt = handle.read().decode(errors="replace")
-        # a check straddling the window's edges is counted by what falls inside it
-        lines, checks = health_check_lines(excerpt)
-        found.append(Noise(pod, lines, checks, elapsed))
+        while True:
+            lines = _stamped_lines(path)
+            if (lines and lines[-1][0] >= end) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        window = [line for stamp, line in lines if start <= stamp < end]
+        count, checks = health_check_lines(window, [line for _, line in lines])
+        found.append(Noise(pod, count, checks, seconds, complete=bool(lines) and lines[-1][0] >= end))
     return found
 
 
@@ -90,15 +114,16 @@ def table(noise: list[Noise], replicas: int, target: float) -> str:
     for item in noise:
         per_replica = item.per_second / max(replicas, 1)
         verdict = "PASS" if per_replica <= target else "MISS"
-        rows.append(f"| {item.broker} | {item.lines} in {item.seconds:.1f} s | {item.checks} | {item.per_second:.2f} | "
-                    f"{replicas} | {per_replica:.2f} | <= {target:g}: {verdict} |")
+        short = "" if item.complete else " (log not flushed: may be short)"
+        rows.append(f"| {item.broker} | {item.lines} in {item.seconds:g} s{short} | {item.checks} | "
+                    f"{item.per_second:.2f} | {replicas} | {per_replica:.2f} | <= {target:g}: {verdict} |")
     return "\n".join(rows)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stack", default="prod")
-    parser.add_argument("--seconds", type=float, default=20.0, help="idle window measured")
+    parser.add_argument("--seconds", type=int, default=20, help="idle window measured, whole seconds")
     parser.add_argument("--settle", type=float, default=4.0, help="wait after boot before measuring")
     parser.add_argument("--target", type=float, default=TARGET_PER_REPLICA)
     args = parser.parse_args()

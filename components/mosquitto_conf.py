@@ -158,7 +158,7 @@ def render_bridge(bridge: BridgeSpec) -> str:
 # a `connection` line does not end a listener block. Authentication options go through
 # conf__set_cur_security_options() (lines 74-81): the current listener's with `per_listener_settings true`,
 # the global ones without it; at run time the final per_listener_settings decides which set is consulted
-# (security_default.c mosquitto_acl_check_default, lines 381-386). Each value below is the line of src/conf.c
+# (security_default.c mosquitto_acl_check_default, lines 385-390). Each value below is the line of src/conf.c
 # (tag v2.0.20) where the option is parsed.
 
 GLOBAL_OPTIONS: dict[str, int] = {
@@ -355,7 +355,7 @@ def parse_mosquitto_conf(conf: str) -> MosquittoConf:
         if key == "listener":
             tokens = rest.split()
             port = _atoi(tokens[0]) if tokens else 0
-            bind = tokens[1] if len(tokens) > 1 and not tokens[1].startswith("#") else None  # line 1398
+            bind = tokens[1] if len(tokens) > 1 and not tokens[1].startswith("#") else None  # lines 1398-1402
             if not tokens or not 0 <= port <= 65535 or (port == 0 and bind is None):
                 parsed.errors.append(f"line {number}: invalid listener {rest!r}")
             current = ListenerInfo(port, bind, last_comment.split(":")[0].strip(), line=number)
@@ -366,7 +366,7 @@ def parse_mosquitto_conf(conf: str) -> MosquittoConf:
             if not name:
                 parsed.errors.append(f"line {number}: empty connection name")
             elif any(b["connection"][0] == name for b in parsed.bridges):
-                parsed.errors.append(f"line {number}: duplicate bridge name {name!r}")  # line 1246
+                parsed.errors.append(f"line {number}: duplicate bridge name {name!r}")  # lines 1246-1252
             bridge = {"connection": [name]}
             parsed.bridges.append(bridge)
             section = "bridge"
@@ -410,7 +410,7 @@ def parse_mosquitto_conf(conf: str) -> MosquittoConf:
                 parsed.settings.setdefault(key, []).append(value)
         last_comment = ""
 
-    # config__parse_args (conf.c lines 423-506): the default listener exists once any listener option, port,
+    # config__parse_args (conf.c lines 424-506): the default listener exists once any listener option, port,
     # bind_address, password_file, psk_file, plugin or allow_zero_length_clientid was given before any
     # `listener` line; it takes port 1883 unless `port` says otherwise, and comes after the `listener` blocks.
     if any(_sets_default_listener(key, value) for key, value in default.own.items()):

@@ -142,8 +142,8 @@ def _up(args) -> int:
             checks = run_smoke(json.loads(path.read_text()))
             print(report(checks))
             return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
-        print("estate is up; Ctrl-C stops it", flush=True)
-        try:
+        try:  # from the moment the line is out, a stop signal is a clean stop
+            print("estate is up; Ctrl-C stops it", flush=True)
             while all(p.process.poll() is None for p in local.processes):
                 time.sleep(0.5)
             print("a process exited; stopping", file=sys.stderr)

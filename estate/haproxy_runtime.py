@@ -35,3 +35,15 @@ def server_states(sock_path: Path, backend: str) -> dict[str, int]:
         if len(parts) > 5 and parts[0].isdigit():
             states[parts[3]] = int(parts[5])
     return states
+
+
+PEERS_RESYNC_DONE = 0x3
+"""PEERS_F_RESYNC_LOCAL | PEERS_F_RESYNC_REMOTE: the peers section learnt what an old local process and the
+remote peers had to teach, or gave up waiting (HAProxy src/peers.c:60-61 and 78, tag v2.8.0; 2.6 likewise)."""
+
+
+def peers_synced(sock_path: Path, section: str = "replicas") -> bool:
+    """Whether a peers section has finished its start-up resync (`show peers` flags). Until then a full resync
+    from a peer may still arrive and overwrite stick-table entries written locally in the meantime."""
+    match = re.search(rf"id={re.escape(section)} .*?flags=(0x[0-9a-fA-F]+)", runtime_command(sock_path, "show peers"))
+    return bool(match) and int(match.group(1), 16) & PEERS_RESYNC_DONE == PEERS_RESYNC_DONE

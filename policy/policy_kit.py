@@ -188,13 +188,21 @@ def _decoded(value: str) -> str:
         return value
 
 
+def _is_mosquitto(conf: MosquittoConf) -> bool:
+    """A `listener` or `connection` line makes a .conf mosquitto's; a file that only has the default listener (from
+    `port`, say) must also hold nothing mosquitto would not know (a redis.conf has `port` too)."""
+    if any(lst.line for lst in conf.listeners) or conf.bridges:
+        return True
+    return bool(conf.listeners) and not any("unknown option" in error for error in conf.errors)
+
+
 def mosquitto_confs(props: Mapping[str, Any]) -> dict[str, MosquittoConf]:
     """Every complete mosquitto configuration a ConfigMap carries (a .conf key with listeners), by key."""
     found = {}
     for key, text in object_data(props).items():
         if key.endswith(".conf"):
             conf = parse_mosquitto_conf(text)
-            if conf.listeners:
+            if conf.listeners and _is_mosquitto(conf):
                 found[key] = conf
     return found
 
@@ -205,7 +213,7 @@ def mosquitto_fragments(props: Mapping[str, Any]) -> dict[str, MosquittoConf]:
     for key, text in object_data(props).items():
         if key.endswith(".conf"):
             conf = parse_mosquitto_conf(text)
-            if conf.listeners or conf.bridges:
+            if (conf.listeners or conf.bridges) and _is_mosquitto(conf):
                 found[key] = conf
     return found
 

@@ -106,14 +106,15 @@ def password_hashes(props, cfg):
 
 # --- ACL files, read as mosquitto reads them ----------------------------------------------------------------
 #
-# eclipse/mosquitto v2.0.20 src/security_default.c, aclfile__parse() (lines 520-640): a line whose first
-# character is '#' is a comment (548); `topic [read|write|readwrite|deny] <topic>` and the same for `pattern`
-# (555-605): without an access word the whole rest is the topic and access is read+write (576-593), the topic
-# is the rest of the line with blanks trimmed; `user <name>` (607-626) makes every later `topic` line that
-# user's, and `topic` lines before any `user` line belong to anonymous clients. add__acl() (lines 205-297)
-# looks the user name up in the list it has built so far and APPENDS the rules to an existing entry (227-230):
-# two `user X` blocks are one user X with the rules of both. `pattern` lines (add__acl_pattern, 301-364) apply
-# to every client, with %u / %c replaced by its user name / client id (mosquitto_acl_check_default, 470-483).
+# eclipse/mosquitto v2.0.20 src/security_default.c, aclfile__parse() (lines 508-640): a line whose first
+# character is '#' is a comment (550); `topic [read|write|readwrite|deny] <topic>` and the same for `pattern`
+# (555-606): without an access word the one word left is the topic and access is read+write (577-581, 590),
+# the topic is the rest of the line with blanks trimmed; `user <name>` (607-626) makes every later `topic` line
+# that user's, and `topic` lines before any `user` line belong to anonymous clients. add__acl() (lines 205-299)
+# looks the user name up in the list built so far and APPENDS the rules to an existing entry (lines 227-230):
+# two `user X` blocks are one user X with the rules of both. `pattern` lines (add__acl_pattern, 301-366) apply
+# to every client, with %u / %c replaced by its user name / client id wherever they occur
+# (mosquitto_acl_check_default, lines 469-486; names with + or # are refused there, 436-444).
 
 READ, WRITE = 1, 2
 ACCESS = {"read": READ, "write": WRITE, "readwrite": READ | WRITE, "deny": 0}
@@ -196,7 +197,7 @@ SUBSTITUTE = "x-7qx"
 
 
 def _judged(topic: str) -> str:
-    """mosquitto 2.0.20 replaces %u and %c wherever they occur (security_default.c lines 468-483)."""
+    """mosquitto 2.0.20 replaces %u and %c wherever they occur (security_default.c lines 469-486)."""
     return topic.replace("%u", SUBSTITUTE).replace("%c", SUBSTITUTE)
 
 

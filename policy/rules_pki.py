@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from typing import Optional
 
-from policy_kit import (ADVISORY, MANDATORY, SECRET, as_bool, as_int, as_list, as_map, as_text, name_of, object_data,
+from policy_kit import (ADVISORY, MANDATORY, SECRET, as_bool, as_int, as_list, as_map, as_text, object_data,
                         plain, resource_policy, stack_policy)
 
 KEY = "tls:index/privateKey:PrivateKey"
@@ -198,7 +198,8 @@ def ca_in_use(resources, cfg):
         yield None, "cannot read certificates: install cryptography with the policy pack"
         return
     now = dt.datetime.now(dt.timezone.utc)
-    issued = [as_int(as_map(r.props).get("validityPeriodHours")) for r in resources if r.resource_type == LOCALLY_SIGNED]
+    issued = [as_int(as_map(r.props).get("validityPeriodHours"))
+              for r in resources if r.resource_type == LOCALLY_SIGNED]
     issued = [hours for hours in issued if hours is not None and hours > 0]
     seen = set()
     for r in resources:

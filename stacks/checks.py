@@ -29,7 +29,7 @@ Issues = Iterator[ConfigIssue]
 def cross_checks(estate: Estate, secrets: Mapping[str, Optional[str]]) -> list[ConfigIssue]:
     """Every cross-field error. `secrets` maps secret key -> plain value (None where it cannot be read)."""
     rules = (_namespace(estate), _listeners(estate), _replicas(estate), _frontend(estate), _exposure(estate),
-             _persistence(estate), _resources(estate), _limits(estate), _users(estate), _secrets(estate, secrets),
+             _persistence(estate), _lists(estate), _resources(estate), _limits(estate), _users(estate), _secrets(estate, secrets),
              _pki(estate, secrets))
     return [issue for rule in rules for issue in rule]
 
@@ -92,6 +92,13 @@ def _listeners(estate: Estate) -> Issues:
         seen_ports.setdefault(lst.port, i)
         if lst.require_certificate and not lst.tls:
             yield ConfigIssue(loc + ["requireCertificate"], "true needs tls: true on the same listener")
+        elif lst.require_certificate and lst.protocol == "websockets":
+            # mosquitto 2.0 takes the identity from the certificate only where it runs TLS itself
+            # (v2.0.20 src/handle_connect.c:724 needs listener->ssl_ctx, which websockets listeners never get:
+            # src/mosquitto.c:366-368 hands them to libwebsockets instead of net__socket_listen)
+            yield ConfigIssue(loc + ["requireCertificate"], "is not supported on websockets listeners (mosquitto "
+                                                            "2.0 cannot take the user name from the certificate "
+                                                            "there); use an mqtt listener for certificate logins")
         if "tls_version" in lst.model_fields_set and not lst.tls:
             yield ConfigIssue(loc + ["tlsVersion"], "has no effect without tls: true on the same listener")
 
@@ -105,6 +112,29 @@ def _replicas(estate: Estate) -> Issues:
     if ha.max_replicas and estate.broker.replicas and ha.max_replicas > estate.broker.replicas and not ha.min_replicas:
         yield ConfigIssue(["broker", "replicas"], "is fixed while broker.ha.maxReplicas asks for autoscaling "
                                                   "(set broker.ha.minReplicas instead)")
+
+
+def _unique(loc: list, values: list) -> Issues:
+    seen: dict = {}
+    for i, value in enumerate(values):
+        if value in seen:
+            yield ConfigIssue(loc + [i], f"{value!r} is already given as [{seen[value]}] (list it once)")
+        seen.setdefault(value, i)
+
+
+def _lists(estate: Estate) -> Issues:
+    """Lists whose entries must be distinct: a repeat is a copy-paste slip that would hide a missing entry."""
+    acl = estate.broker.acl
+    if acl.factory:
+        yield from _unique(["broker", "acl", "factory", "zones"], acl.factory.zones)
+    if acl.sparkplug:
+        yield from _unique(["broker", "acl", "sparkplug", "groups"], acl.sparkplug.groups)
+    yield from _unique(["pki", "extraDnsNames"], [name.lower() for name in estate.pki.extra_dns_names])
+    yield from _unique(["pki", "extraIpAddresses"], estate.pki.extra_ip_addresses)
+    for loc, service in ((["broker", "service"], estate.broker.service), (["frontend", "service"], estate.frontend.service)):
+        yield from _unique(loc + ["loadBalancerSourceRanges"], service.load_balancer_source_ranges)
+    for i, user in enumerate(estate.users):
+        yield from _unique(["users", i, "groups"], user.groups)
 
 
 def _frontend(estate: Estate) -> Issues:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 from urllib.parse import urlparse
 
 import pytest
@@ -19,10 +20,20 @@ from cryptography import x509
 
 
 def _handshake(ca_file: str, port: int, hostname: str) -> None:
+    """A verified handshake; a frontend that has no healthy broker yet (it has just started) closes the connection,
+    so that is retried for a while, but a certificate that does not verify fails at once."""
     context = ssl.create_default_context(cafile=ca_file)  # verifies the chain and the host name
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        with context.wrap_socket(raw, server_hostname=hostname) as tls:
-            assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                with context.wrap_socket(raw, server_hostname=hostname) as tls:
+                    assert tls.version() in ("TLSv1.2", "TLSv1.3")
+                    return
+        except (ssl.SSLEOFError, ConnectionResetError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.25)
 
 
 def _entry_ports(conn: dict) -> dict[str, int]:

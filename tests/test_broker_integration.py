@@ -197,7 +197,7 @@ def _handshake(lst: dict, ca_file: str, version: ssl.TLSVersion) -> bool:
     import socket
     try:
         with socket.create_connection((lst["host"], lst["port"]), timeout=5) as raw:
-            with context.wrap_socket(raw, server_hostname="localhost"):
+            with context.wrap_socket(raw, server_hostname=lst["server_name"]):
                 return True
     except (ssl.SSLError, OSError):
         return False

@@ -193,8 +193,8 @@ CASES = [
           mqtt-estate:broker:
             image: eclipse-mosquitto
         """,
-        "bad.yaml: mqtt-estate:broker.image: 'eclipse-mosquitto' is not allowed "
-        "(use name:tag or name@sha256:digest)",
+        "bad.yaml: mqtt-estate:broker.image: 'eclipse-mosquitto' is not pinned "
+        "(pin a tag or digest, e.g. eclipse-mosquitto:2.0.20 or eclipse-mosquitto@sha256:...)",
     ),
     (
         "allow-anonymous-as-string-yes",
@@ -483,8 +483,8 @@ CASES = [
           mqtt-estate:broker:
             image: eclipse-mosquitto:latest
         """,
-        "bad.yaml: mqtt-estate:broker.image: 'eclipse-mosquitto:latest' is not allowed "
-        "(pin a version tag or digest, not latest)",
+        "bad.yaml: mqtt-estate:broker.image: 'eclipse-mosquitto:latest' uses the moving tag 'latest' "
+        "(pin a version tag, e.g. eclipse-mosquitto:2.0.20, or add @sha256:...)",
     ),
     (
         "nested-encrypted-value",

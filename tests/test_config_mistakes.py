@@ -158,6 +158,11 @@ MISTAKES = [
      "password-plc-7", "certificate only"),
     ("ca-material-without-existing-ca", _with(SINGLE, "  mqtt-estate:caCertPem: x"),
      "caCertPem", "existingCa"),
+    ("mtls-on-websockets", SINGLE.replace("port: 8883, tls: true}", "port: 9443, tls: true, protocol: websockets, "
+                                                                    "requireCertificate: true}"),
+     "broker.listeners[1].requireCertificate", "websockets"),
+    ("zone-listed-twice", SINGLE.replace("    listeners:", "    acl: {factory: {zones: [press, paint, press]}}\n    listeners:"),
+     "broker.acl.factory.zones[2]", "once"),
     ("autoscaling-with-fixed-replicas", _with(SINGLE, "    replicas: 2\n    ha: {maxReplicas: 4}"),
      "broker.replicas", "minReplicas"),
 ]

@@ -481,16 +481,6 @@ def test_bad_policy_config_is_a_config_error(tmp_path, text, line):
 # ------------------------------------------------------------------------------------------------ up --local
 
 
-def _dev_config(tmp_path: Path) -> Path:
-    """The shipped dev stack file (its seed in .estate/dev is read, not written)."""
-    text = (ROOT / "Pulumi.dev.yaml").read_text()
-    if "kubernetes:enableSecretMutable" not in text:  # required by newer stack validation
-        text = text.rstrip("\n") + "\n  kubernetes:enableSecretMutable: true\n"
-    path = tmp_path / "Pulumi.dev.yaml"
-    path.write_text(text)
-    return path
-
-
 def _alive(pid: int) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -509,8 +499,9 @@ def _ignore_sigint():
 def test_up_local_stops_on_signal_when_started_in_the_background(tmp_path, stop):
     if shutil.which("mosquitto") is None:
         pytest.fail("mosquitto is not installed (bash .ci/run installs it)")
-    # cwd is tmp_path: .estate/local/connection.json and out/dev are written there, not into the repository
-    command = [sys.executable, "-m", "estate", "up", "--local", "--stack", "dev", "--config", str(_dev_config(tmp_path))]
+    # The shipped dev stack (Pulumi.dev.yaml, seed in the repository's .estate/dev), run from tmp_path so that
+    # .estate/local/connection.json and out/dev are written there: nothing shared with other runs.
+    command = [sys.executable, "-m", "estate", "up", "--local", "--stack", "dev"]
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     stderr = open(tmp_path / "stderr.txt", "w")
     proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True,

@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 
-from estate.haproxy_runtime import stick_table
+from estate.haproxy_runtime import peers_synced, stick_table
 from estate.local import LocalEstate
 from estate.render import render
 from tests.conftest import ROOT, TEST_STACKS
@@ -37,7 +37,24 @@ def _need_binaries():
 def boot(rendered_estate, tmp_path):
     local = LocalEstate(rendered_estate, tmp_path / "local")
     local.__enter__()
-    return local, json.loads(local.write_connection_file().read_text())
+    conn = json.loads(local.write_connection_file().read_text())
+    try:
+        wait_for_peer_sync(conn)
+    except BaseException:
+        local.stop()
+        raise
+    return local, conn
+
+
+def wait_for_peer_sync(conn: dict, timeout: float = 15.0) -> None:
+    """Until every HAProxy replica has finished its start-up resync (about 5 s when all replicas start together:
+    each waits for the others to teach it, then gives up). Before that a full resync from the other replica can
+    still arrive and put back stick-table entries that were redispatched in the meantime."""
+    sockets = [Path(f["runtime_socket"]) for f in conn["frontends"]]
+    deadline = time.monotonic() + timeout
+    while not all(peers_synced(sock) for sock in sockets):
+        assert time.monotonic() < deadline, "HAProxy peers did not finish their start-up resync"
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -326,8 +343,10 @@ def test_p4_more_replicas_take_traffic_without_editing_haproxy_cfg(rendered, tmp
 
 def test_rendered_haproxy_cfg_passes_haproxy_check(ha, rendered):
     local, _ = ha
-    env = {**os.environ, **local.frontends[0].env}
     for proc in local.frontends:
+        stats = Path(proc.env["STATS_AUTH_DIR"])  # the mounted stats Secret, read by start.sh
+        env = {**os.environ, **proc.env, "STATS_USER": (stats / "username").read_text(),
+               "STATS_PASSWORD": (stats / "password").read_text()}
         generated = proc.directory / "tmp" / "haproxy.cfg"  # what start.sh handed to HAProxy
         check = subprocess.run(["haproxy", "-c", "-f", str(generated), "-L", proc.pod], env=env,
                                capture_output=True, text=True, timeout=30)

@@ -120,7 +120,7 @@ CASES = [
      setter(lambda p: p["allowedUses"].append("client_auth"))),
     ("pki-leaf-lifetime", "prod", "mosquitto-pki-server-cert", setter(lambda p: p.update(validityPeriodHours=20000))),
     ("pki-server-sans", "prod", "mosquitto-pki-server-csr",
-     setter(lambda p: (p.pop("dnsNames"), p.pop("ipAddresses")))),
+     setter(lambda p: (p.pop("dnsNames", None), p.pop("ipAddresses", None)))),
     ("pki-ca-in-use", "prod", "mosquitto-tls", setter(lambda p: p["stringData"].update({"ca.crt": "not a PEM"}))),
     ("pki-no-exported-private-keys", "prod", "", "leak-key"),
     ("frontend-timeouts-cover-keepalive", "prod", "mosquitto-frontend-config",
@@ -183,7 +183,7 @@ def test_insecure_example_fails_with_the_expected_list(rendered, state_dir):
     failing = {v.policy for v in mandatory(run_policies(registry, "insecure"))}
     assert failing == {"broker-no-anonymous", "broker-password-hashes", "broker-persistence",
                        "broker-acl-no-device-wildcards", "k8s-not-default-namespace", "k8s-only-entry-point-exposed",
-                       "pki-ca-constraints", "pki-ca-in-use", "pki-leaf-lifetime"}
+                       "pki-ca-constraints", "pki-ca-in-use"}
 
 
 def test_enforcement_level_is_overridable(rendered, state_dir):
@@ -204,7 +204,7 @@ def test_cli_policy_groups_output_and_exits_3_on_mandatory(tmp_path):
                           text=True, timeout=120)
     assert proc.returncode == 3, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[1] == "mandatory violations: 18"
+    assert lines[1] == "mandatory violations: 17"
     assert any(line.startswith("  [broker-no-anonymous] kubernetes:core/v1:ConfigMap mosquitto-config:")
                for line in lines)
     assert "Traceback" not in proc.stdout + proc.stderr
@@ -215,11 +215,11 @@ def test_cli_render_refuses_mandatory_violations_unless_overridden(tmp_path):
             str(ROOT / "tests" / "stacks" / "insecure.yaml"), "--out", str(tmp_path / "out")]
     refused = subprocess.run(base, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 3 and not (tmp_path / "out").exists()
-    assert "refusing: 18 mandatory policy violation(s)" in refused.stderr
+    assert "refusing: 17 mandatory policy violation(s)" in refused.stderr
     forced = subprocess.run(base + ["--i-accept-mandatory-policy-violations"], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     assert forced.returncode == 0 and (tmp_path / "out" / "k8s").is_dir()
-    assert "WARNING: going on despite 18 MANDATORY POLICY VIOLATION(S)" in forced.stderr
+    assert "WARNING: going on despite 17 MANDATORY POLICY VIOLATION(S)" in forced.stderr
 
 
 def test_policy_config_file_is_read(tmp_path):
@@ -309,9 +309,10 @@ FOUND = [
                "auth_opt_pg_password hunter2\nauth_opt_pg_password_file /etc/unused"),
      "auth_opt_pg_password carries a secret"),
     ("azure-sas-bridge", "k8s-no-secrets-in-configmaps", "prod", "mosquitto-config",
-     setter(lambda p: p["data"].update({"azure-bridge.conf": "connection azure\naddress plant-hub.azure-devices.net:8883\n"
-                                         "remote_username plant-hub.azure-devices.net/plc-7/?api-version=2021-04-12\n"
-                                         f"remote_password {AZURE_SAS}\n"})), "line 4: remote_password"),
+     setter(lambda p: p["data"].update({"azure-bridge.conf": (
+         "connection azure\naddress plant-hub.azure-devices.net:8883\n"
+         "remote_username plant-hub.azure-devices.net/plc-7/?api-version=2021-04-12\n"
+         f"remote_password {AZURE_SAS}\n")})), "line 4: remote_password"),
     ("azure-sas-any-line", "k8s-no-secrets-in-configmaps", "prod", "mosquitto-config",
      setter(lambda p: p["data"].update({"iothub.txt": f"HostName=plant-hub.azure-devices.net;{AZURE_SAS}\n"})),
      "'iothub.txt' line 1: an Azure shared access signature"),
@@ -440,10 +441,10 @@ def test_conf_reader_places_options_by_kind_not_position():
     assert lst.settings == {"allow_anonymous": "false", "cafile": "/c/ca.crt"}  # cafile: still the listener's
     assert conf.bridges == [{"connection": ["up"], "address": ["a:1883"], "topic": ["# out 1"],
                              "remote_clientid": ["up-1"]}]
-    assert parse_listeners("listener 8883\ncertfile /c/tls.crt\nrequire_certificate true\nprotocol websockets\n")[0] \
-        .__dict__ | {"settings": None, "own": None} == {"port": 8883, "bind": None, "name": "", "protocol": "websockets",
-                                                         "tls": True, "mtls": True, "settings": None, "line": 1,
-                                                         "own": None}
+    (tls,) = parse_listeners("# mqtts: devices\nlistener 8883\ncertfile /c/tls.crt\nrequire_certificate true\n"
+                             "protocol websockets\n")
+    assert (tls.port, tls.bind, tls.name, tls.protocol, tls.tls, tls.mtls) == (8883, None, "mqtts", "websockets",
+                                                                                True, True)
 
 
 def test_conf_reader_auth_options_are_global_without_per_listener_settings():
