@@ -253,7 +253,7 @@ def option_scope(key: str) -> str:
     return "unknown"
 
 
-def _atoi(text: str) -> int:
+def c_atoi(text: str) -> int:
     """C atoi: leading sign and digits, 0 when there are none (how conf.c reads ports)."""
     digits = ""
     for i, ch in enumerate(text.strip()):
@@ -317,7 +317,7 @@ def _finish_listener(lst: ListenerInfo) -> None:
 def _sets_default_listener(key: str, value: str) -> bool:
     """Whether an option written before any `listener` line makes mosquitto open the default listener."""
     if key == "max_connections":
-        return _atoi(value) >= 0
+        return c_atoi(value) >= 0
     if key == "maximum_qos":
         return value != "2"
     if key == "protocol":
@@ -354,7 +354,7 @@ def parse_mosquitto_conf(conf: str) -> MosquittoConf:
         scope = option_scope(key)
         if key == "listener":
             tokens = rest.split()
-            port = _atoi(tokens[0]) if tokens else 0
+            port = c_atoi(tokens[0]) if tokens else 0
             bind = tokens[1] if len(tokens) > 1 and not tokens[1].startswith("#") else None  # lines 1398-1402
             if not tokens or not 0 <= port <= 65535 or (port == 0 and bind is None):
                 parsed.errors.append(f"line {number}: invalid listener {rest!r}")
@@ -414,7 +414,7 @@ def parse_mosquitto_conf(conf: str) -> MosquittoConf:
     # bind_address, password_file, psk_file, plugin or allow_zero_length_clientid was given before any
     # `listener` line; it takes port 1883 unless `port` says otherwise, and comes after the `listener` blocks.
     if any(_sets_default_listener(key, value) for key, value in default.own.items()):
-        default.port = _atoi(default.own.get("port", "1883")) or 1883
+        default.port = c_atoi(default.own.get("port", "1883")) or 1883
         default.bind = default.own.get("bind_address") or None
         parsed.listeners.append(default)
     for lst in parsed.listeners:

@@ -14,7 +14,7 @@ import yaml
 
 from stacks.errors import PROJECT, ConfigIssue, StackConfigError
 from stacks.checks import warnings
-from stacks.load import is_secret_key, validate_estate
+from stacks.load import is_secret_key, validate_with
 from stacks.model import Estate
 
 DOCUMENT_KEYS = ("config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment")
@@ -223,10 +223,5 @@ def read_stack_file(path: Path, project: Path = PROJECT_FILE) -> StackFile:
         elif namespace == "kubernetes":
             provider[key] = value
         pulumi_config[full_key] = value if isinstance(value, str) else json.dumps(value)
-    try:
-        estate = validate_estate(values, secrets, source, provider)
-    except StackConfigError as exc:
-        raise StackConfigError(source, issues + exc.issues) from None
-    if issues:
-        raise StackConfigError(source, issues)
+    estate = validate_with(issues, values, secrets, source, provider)
     return StackFile(path, estate, pulumi_config, secret_keys, [w.line(source) for w in warnings(estate)])

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Iterable, Optional
 
 from pulumi_policy import (EnforcementLevel, PolicyConfigSchema, ResourceValidationPolicy, StackValidationPolicy)
 
-from components.mosquitto_conf import MosquittoConf, parse_mosquitto_conf
+from components.mosquitto_conf import MosquittoConf, c_atoi, parse_mosquitto_conf
 
 try:  # raised by the preview proxies for values that are not known yet; Pulumi reports it itself
     from pulumi_policy.proxy import UnknownValueError
@@ -144,18 +145,9 @@ def as_int(value: Any, default: Optional[int] = None) -> Optional[int]:
 
 
 def atoi(value: Any, default: int = 0) -> int:
-    """C atoi, the way mosquitto reads numbers from its config: leading digits, else 0 (or `default`)."""
+    """C atoi, the way mosquitto reads numbers from its config: leading digits, else `default`."""
     text = as_text(value).strip()
-    digits = ""
-    for i, ch in enumerate(text):
-        if ch.isdigit() or (i == 0 and ch in "+-"):
-            digits += ch
-        else:
-            break
-    try:
-        return int(digits)
-    except ValueError:
-        return default
+    return c_atoi(text) if re.match(r"^[+-]?\d", text) else default
 
 
 def plain(value: Any) -> Any:

@@ -101,19 +101,18 @@ def no_exported_keys(resources, _cfg):
 # (the brokers' cafile and bridge_cafile, the frontend's health-check CA). Judged here by what it is.
 
 PEM_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.S)
-STRONG_CURVES = ("secp256r1", "secp384r1", "secp521r1")
 
 
 def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:160]
+    from stacks.ca_check import first_line
+
+    return first_line(exc)
 
 
 def _utc(cert, name: str) -> dt.datetime:
-    value = getattr(cert, f"{name}_utc", None)
-    if value is None:  # cryptography < 42
-        value = getattr(cert, name).replace(tzinfo=dt.timezone.utc)
-    return value
+    from stacks.ca_check import utc
+
+    return utc(cert, name)
 
 
 def _load_pem_certificates(text: str):
@@ -140,55 +139,10 @@ def _subject(cert) -> str:
 
 
 def judge_ca(cert, cfg, now: dt.datetime, leaf_hours: int, leaf_until: Optional[dt.datetime]):
-    """Problems of one CA certificate: constraints, usage, key, lifetime, signature hash."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+    """Problems of one CA certificate, judged as the config check judges a brought CA (stacks/ca_check.py)."""
+    from stacks.ca_check import ca_certificate_problems
 
-    try:
-        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-        if not constraints.ca:
-            yield "basicConstraints says CA:FALSE: it cannot sign the estate's certificates"
-    except x509.ExtensionNotFound:
-        yield "has no basicConstraints extension (a CA needs CA:TRUE)"
-    try:
-        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-        if not usage.key_cert_sign:
-            yield "keyUsage lacks keyCertSign"
-    except x509.ExtensionNotFound:
-        yield "has no keyUsage extension (a CA needs keyCertSign)"
-    try:
-        key = cert.public_key()
-    except Exception as exc:  # noqa: BLE001
-        yield f"public key is not readable ({_first_line(exc)})"
-    else:
-        minimum = cfg.get("minimumCaRsaBits") or 3072
-        if isinstance(key, rsa.RSAPublicKey) and key.key_size < minimum:
-            yield f"key is RSA {key.key_size} bits (minimum {minimum} for a CA)"
-        elif isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name not in STRONG_CURVES:
-            yield f"key is on the curve {key.curve.name} (use P-256, P-384 or P-521)"
-        elif isinstance(key, dsa.DSAPublicKey):
-            yield "key is DSA (use ECDSA P-384 or RSA >= 3072)"
-        elif not isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey,
-                                  ed448.Ed448PublicKey)):
-            yield f"key type {type(key).__name__} is not RSA or ECDSA"
-    not_before, not_after = _utc(cert, "not_valid_before"), _utc(cert, "not_valid_after")
-    if not_after <= now:
-        yield f"expired on {not_after:%Y-%m-%d}"
-    else:
-        if not_before > now:
-            yield f"is not valid before {not_before:%Y-%m-%d}"
-        if not_after < now + dt.timedelta(hours=leaf_hours):
-            yield f"expires on {not_after:%Y-%m-%d}, within the {leaf_hours} h a leaf issued now is valid for"
-        elif leaf_until is not None and not_after < leaf_until:
-            yield f"expires on {not_after:%Y-%m-%d}, before the leaf certificate it signed ({leaf_until:%Y-%m-%d})"
-    try:
-        algorithm = cert.signature_hash_algorithm
-    except Exception as exc:  # noqa: BLE001 - UnsupportedAlgorithm: an algorithm nobody should use
-        yield f"signature algorithm is not supported ({_first_line(exc)})"
-    else:
-        if isinstance(algorithm, (hashes.SHA1, hashes.MD5)):
-            yield f"is signed with {algorithm.name.upper()} (collisions are practical; sign with SHA-256 or better)"
+    return ca_certificate_problems(cert, now, leaf_hours, cfg.get("minimumCaRsaBits") or 3072, leaf_until)
 
 
 def ca_in_use(resources, cfg):

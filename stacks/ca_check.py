@@ -13,11 +13,10 @@ from typing import Iterator
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
 MINIMUM_RSA_BITS = 2048
-"""Refused below this outright; the policy pack's pki-ca-constraints asks for 3072 (minimumCaRsaBits)."""
-MINIMUM_EC_BITS = 256
+"""Refused below this outright; the policy pack's pki-ca-in-use asks for 3072 (minimumCaRsaBits)."""
 WEAK_HASHES = (hashes.SHA1, hashes.MD5)
 
 
@@ -32,7 +31,8 @@ def check_existing_ca(cert_pem: str, key_pem: str, leaf_hours: int,
         yield "caKeyPem", key
     if isinstance(cert, str):
         return
-    yield from (("caCertPem", message) for message in _certificate_problems(cert, now, leaf_hours))
+    yield from (("caCertPem", message) for message in ca_certificate_problems(cert, now, leaf_hours,
+                                                                              MINIMUM_RSA_BITS))
     if not isinstance(key, str):
         yield from (("caKeyPem", message) for message in _key_problems(key, cert))
 
@@ -45,7 +45,7 @@ def _load_certificate(pem: str) -> x509.Certificate | str:
     try:
         return x509.load_pem_x509_certificate(pem.encode())
     except (ValueError, UnsupportedAlgorithm) as exc:
-        return f"is not a readable PEM certificate ({_first_line(exc)})"
+        return f"is not a readable PEM certificate ({first_line(exc)})"
 
 
 def _load_key(pem: str):
@@ -56,35 +56,72 @@ def _load_key(pem: str):
     try:
         return serialization.load_pem_private_key(pem.encode(), password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        return f"is not a readable PEM private key ({_first_line(exc)})"
+        return f"is not a readable PEM private key ({first_line(exc)})"
 
 
-def _certificate_problems(cert: x509.Certificate, now: dt.datetime, leaf_hours: int) -> Iterator[str]:
+def utc(cert: x509.Certificate, name: str) -> dt.datetime:
+    """not_valid_before/after as an aware datetime, on any cryptography version."""
+    value = getattr(cert, f"{name}_utc", None)
+    if value is None:  # cryptography < 42
+        value = getattr(cert, name).replace(tzinfo=dt.timezone.utc)
+    return value
+
+
+def ca_certificate_problems(cert: x509.Certificate, now: dt.datetime, leaf_hours: int, minimum_rsa_bits: int,
+                            leaf_until: dt.datetime | None = None) -> Iterator[str]:
+    """What keeps a certificate from serving as the estate's CA: constraints, usage, key, lifetime, signature hash.
+
+    Shared by the config check (a brought CA, refused before anything is signed) and the policy pack's
+    pki-ca-in-use (the CA actually in the Secrets); each message reads after the certificate's name."""
     try:
         constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
         if not constraints.ca:
-            yield "is not a CA certificate (basicConstraints CA:FALSE): it cannot sign the estate's certificates"
-        elif constraints.path_length is not None and constraints.path_length < 0:
-            yield "has a negative path length"
+            yield "basicConstraints says CA:FALSE: it cannot sign the estate's certificates"
     except x509.ExtensionNotFound:
-        yield "is not a CA certificate (no basicConstraints CA:TRUE): it cannot sign the estate's certificates"
+        yield "has no basicConstraints extension (a CA needs CA:TRUE)"
     try:
-        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-        if not usage.key_cert_sign:
-            yield "may not sign certificates (its keyUsage lacks keyCertSign)"
+        if not cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign:
+            yield "keyUsage lacks keyCertSign"
     except x509.ExtensionNotFound:
-        pass  # RFC 5280 4.2.1.3: without keyUsage, the key is not restricted
-    yield from _strength(cert.public_key(), "its key")
-    algorithm = cert.signature_hash_algorithm
-    if isinstance(algorithm, WEAK_HASHES):
-        yield f"is signed with {algorithm.name.upper()}, which clients refuse (re-issue it with SHA-256 or better)"
-    if cert.not_valid_before_utc > now:
-        yield f"is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
-    if cert.not_valid_after_utc <= now:
-        yield f"expired on {cert.not_valid_after_utc:%Y-%m-%d} (bring a valid CA)"
-    elif cert.not_valid_after_utc < now + dt.timedelta(hours=leaf_hours):
-        yield (f"expires on {cert.not_valid_after_utc:%Y-%m-%d}, before certificates issued now "
-               f"(pki.leafValidityHours {leaf_hours}) would; renew the CA or shorten leafValidityHours")
+        yield "has no keyUsage extension (a CA needs keyCertSign)"
+    try:
+        key = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        yield f"public key is not readable ({first_line(exc)})"
+    else:
+        yield from _key_strength(key, minimum_rsa_bits)
+    not_before, not_after = utc(cert, "not_valid_before"), utc(cert, "not_valid_after")
+    if not_after <= now:
+        yield f"expired on {not_after:%Y-%m-%d}"
+    else:
+        if not_before > now:
+            yield f"is not valid before {not_before:%Y-%m-%d}"
+        if not_after < now + dt.timedelta(hours=leaf_hours):
+            yield f"expires on {not_after:%Y-%m-%d}, within the {leaf_hours} h a leaf issued now is valid for"
+        elif leaf_until is not None and not_after < leaf_until:
+            yield f"expires on {not_after:%Y-%m-%d}, before the leaf certificate it signed ({leaf_until:%Y-%m-%d})"
+    try:
+        algorithm = cert.signature_hash_algorithm
+    except UnsupportedAlgorithm as exc:
+        yield f"signature algorithm is not supported ({first_line(exc)})"
+    else:
+        if isinstance(algorithm, WEAK_HASHES):
+            yield f"is signed with {algorithm.name.upper()} (collisions are practical; sign with SHA-256 or better)"
+
+
+STRONG_CURVES = ("secp256r1", "secp384r1", "secp521r1")
+
+
+def _key_strength(key, minimum_rsa_bits: int) -> Iterator[str]:
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < minimum_rsa_bits:
+        yield f"key is RSA {key.key_size} bits (minimum {minimum_rsa_bits} for a CA)"
+    elif isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name not in STRONG_CURVES:
+        yield f"key is on the curve {key.curve.name} (use P-256, P-384 or P-521)"
+    elif isinstance(key, dsa.DSAPublicKey):
+        yield "key is DSA (use ECDSA P-384 or RSA >= 3072)"
+    elif not isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey,
+                              ed448.Ed448PublicKey)):
+        yield f"key type {type(key).__name__} is not RSA or ECDSA"
 
 
 def _key_problems(key, cert: x509.Certificate) -> Iterator[str]:
@@ -95,15 +132,6 @@ def _key_problems(key, cert: x509.Certificate) -> Iterator[str]:
         yield "does not belong to caCertPem (its public key differs from the certificate's)"
 
 
-def _strength(public_key, what: str) -> Iterator[str]:
-    if isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size < MINIMUM_RSA_BITS:
-        yield f"has {what} RSA {public_key.key_size} bits (at least {MINIMUM_RSA_BITS}; 3072 recommended)"
-    elif isinstance(public_key, ec.EllipticCurvePublicKey) and public_key.curve.key_size < MINIMUM_EC_BITS:
-        yield f"has {what} on curve {public_key.curve.name} (use P-256 or P-384)"
-    elif not isinstance(public_key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey)):
-        yield f"has {what} of a kind pulumi-tls cannot sign with (use RSA or ECDSA)"
-
-
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:120]

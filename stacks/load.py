@@ -122,15 +122,22 @@ def load_from_pulumi() -> tuple[Estate, pulumi.Config]:
             secrets[key] = raw if isinstance(raw, str) else None
         else:
             values[key] = _parsed(raw)
+    estate = validate_with(issues, values, secrets, source, provider)
+    for warning in warnings(estate):
+        pulumi.log.warn(warning.line(source))
+    return estate, config
+
+
+def validate_with(issues: list[ConfigIssue], values: Mapping[str, Any], secrets: Mapping[str, Optional[str]],
+                  source: str, provider_config: Mapping[str, Any]) -> Estate:
+    """validate_estate, reporting the reader's own `issues` (file-level problems) first and all in one error."""
     try:
-        estate = validate_estate(values, secrets, source, provider)
+        estate = validate_estate(values, secrets, source, provider_config)
     except StackConfigError as exc:
         raise StackConfigError(source, issues + exc.issues) from None
     if issues:
         raise StackConfigError(source, issues)
-    for warning in warnings(estate):
-        pulumi.log.warn(warning.line(source))
-    return estate, config
+    return estate
 
 
 def _parsed(raw: Any) -> Any:

@@ -260,10 +260,10 @@ def _other_key_pem() -> str:
 
 BROUGHT = [
     ("key-does-not-match", lambda: (_ca()[0], _other_key_pem()), "caKeyPem", "does not belong"),
-    ("not-a-ca", lambda: _ca(ca=False), "caCertPem", "not a CA"),
+    ("not-a-ca", lambda: _ca(ca=False), "caCertPem", "CA:FALSE"),
     ("may-not-sign", lambda: _ca(cert_sign=False), "caCertPem", "keyCertSign"),
     ("expired", lambda: _ca(days=-1, start_days=-30), "caCertPem", "expired"),
-    ("expires-before-leaves", lambda: _ca(days=100), "caCertPem", "before certificates issued now"),
+    ("expires-before-leaves", lambda: _ca(days=100), "caCertPem", "a leaf issued now"),
     ("weak-rsa", lambda: _ca(rsa.generate_private_key(65537, 1024)), "caCertPem", "RSA 1024"),
     ("sha1-signed", lambda: _openssl_sha1_ca(), "caCertPem", "SHA1"),
     ("not-pem", lambda: ("hello, this is not a certificate", _ca()[1]), "caCertPem", "not a PEM certificate"),
