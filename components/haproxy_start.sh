@@ -10,12 +10,20 @@
 # HAProxy runs in master-worker mode (-W) as our child. On SIGUSR2 the master re-executes itself with -sf and
 # the old workers' pids, parses the configuration again and forks new workers (doc/management.txt:600-604).
 # During that soft restart the old process connects to the new one through the local peer address and pushes
-# every stick-table entry to it (doc/configuration.txt:3720-3723 and 3781-3782), so clients keep their broker.
-# SIGTERM and SIGINT (hard stop) and SIGUSR1 (graceful stop, the image's STOPSIGNAL: docker-library/haproxy
-# 2.8/Dockerfile:97 at the "Update 2.8 to 2.8.16" commit 97dd996) are passed on to the master.
+# every stick-table entry to it (doc/configuration.txt:3720-3723 and 3781-3782), so clients keep their broker;
+# but only once its own start-up resync is finished (src/peers.c:3503-3535: otherwise it exits without
+# teaching), which takes up to PEER_RESYNC_TIMEOUT, 5 s (src/peers.c:104). Hence the first re-check comes a full
+# PEER_RECHECK_SECONDS (10 s) after start, and reloads are at least that far apart.
 #
-# Uses only what the haproxy:2.8.16 image has (debian:trixie-slim, 2.8/Dockerfile:7): dash as /bin/sh and its
-# builtins, getent (libc-bin), mv, sleep and uname (coreutils).
+# SIGTERM and SIGINT (hard stop) and SIGUSR1 (graceful stop, the image's STOPSIGNAL: docker-library/haproxy
+# 2.8/Dockerfile:97 at the "Update 2.8 to 2.8.16" commit 97dd996) are passed on to the master
+# (doc/management.txt:580-589).
+#
+# Uses only what the haproxy:2.8.16 image has: it is debian:trixie-slim (2.8/Dockerfile:7) plus ca-certificates
+# (line 13), and the build's tools are purged again (lines 77-88). So: dash as /bin/sh and its builtins, getent
+# (libc-bin), mv, sleep and uname (coreutils); these packages are in the image's recorded package list
+# (docker-library/repo-info repos/haproxy/local/2.8.26-trixie.md, the nearest recorded build of the same
+# Dockerfile; none is recorded for 2.8.16). socat came to the image only after 2.8.16 (commit 3fc3329).
 #
 # The stats credentials come from the mounted Secret (STATS_AUTH_DIR) into HAProxy's environment, where the
 # configuration reads them (`stats auth "$STATS_USER":"$STATS_PASSWORD"`); the pod spec carries no secret.
@@ -84,14 +92,18 @@ forward() { # pass a stop signal on to HAProxy's master
   stopping="$1"
   [ -z "$pid" ] || kill -s "$1" "$pid" 2>/dev/null || :
 }
+# SIGINT goes on as SIGTERM: the master treats both as a hard stop (src/haproxy.c:825 and 829) and passes the
+# signal on to its workers, which register no handler for either (src/haproxy.c:3289-3298); a shell starts a
+# background command with SIGINT ignored (POSIX, "Asynchronous Lists"), and so a worker ignored SIGINT here.
 trap 'forward TERM' TERM
-trap 'forward INT' INT
+trap 'forward TERM' INT
 trap 'forward USR1' USR1
 
 # Replicas start together (podManagementPolicy Parallel): give the others a moment to resolve.
 waited=0
 while :; do
   render "$cfg"
+  [ -z "$stopping" ] || exit 0 # stopped before HAProxy ran
   [ "$missing" -gt 0 ] && [ "$waited" -lt "$wait_s" ] || break
   waited=$((waited + 1))
   sleep 1

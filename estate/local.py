@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from estate.haproxy_files import frontend_ports, rewrite_haproxy_cfg
+from estate.haproxy_runtime import server_states
 from estate.mounts import rewrite_paths
 from estate.manifests import pod_files, workloads
-from components.haproxy_cfg import PEER_PORT
+from components.haproxy_cfg import HEALTH_BACKEND, PEER_PORT
 from components.mosquitto_conf import AUTH_DIR, CONFIG_DIR, RUN_DIR, parse_listeners
 from estate.mosquitto_files import rewrite_conf
 from estate.output import write_file
@@ -268,6 +269,28 @@ class LocalEstate:
         for proc in self.processes:
             for listener in proc.listeners:
                 listener["server_name"] = proc.server_name
+        self._wait_until_frontends_route()
+
+    def _wait_until_frontends_route(self, timeout: float = 15.0) -> None:
+        """Like a rollout that waits for ready pods: return once every HAProxy's first checks are done (its `health`
+        backend shows exactly the running brokers up), so no client is sent to an ordinal that does not exist."""
+        if not self.frontends:
+            return
+        wanted = {f"b{i}" for i in range(len(self.brokers))}
+        deadline = time.monotonic() + timeout
+        for proc in self.frontends:
+            sock = proc.directory / "tmp" / "haproxy.sock"
+            while True:
+                try:
+                    up = {name for name, state in server_states(sock, HEALTH_BACKEND).items() if state == 2}
+                except OSError:
+                    up = set()
+                if up == wanted:  # servers start up before their first check; pods that do not exist yet go down
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{proc.pod} did not see the brokers healthy within {timeout} s "
+                                       f"(up: {sorted(up)}); see {proc.directory / 'process.log'}")
+                time.sleep(0.1)
 
     def _write_pod_files(self, proc: LocalProcess, container: dict, files: dict) -> dict[str, str]:
         mounts = {m["mountPath"].rstrip("/"): str(proc.directory / m["mountPath"].strip("/"))

@@ -27,7 +27,7 @@ from components.haproxy_cfg import CHECK_TIMING, HEALTH_BACKEND, render_haproxy_
 from components.haproxy_pod import HAPROXY_UID, STATS_DIR, STATS_FILE_MODE
 from components.pki import Pki
 from estate.haproxy_files import rewrite_haproxy_cfg
-from estate.haproxy_runtime import runtime_command
+from estate.haproxy_runtime import peers_synced, runtime_command
 from estate.local import free_port
 from estate.manifests import pod_files, workloads
 from tests.harness import by_name, run_components
@@ -379,24 +379,33 @@ def test_start_script_adds_moves_and_drops_peers_as_they_resolve(script, backend
     generated = script.run_dir / "haproxy.cfg"
     assert "    # unresolved: peer other other.peers.test:" in generated.read_text()
 
-    # a client sticks to the server; the entry must survive every reload (the old worker teaches the new one)
+    # A client sticks to the server; the entry must survive every reload: the old worker teaches the new one,
+    # once its own start-up resync is over (up to 5 s; start.sh re-checks every 10 s, this test every 1 s).
+    def settled() -> bool:
+        return wait_until(lambda: peers_synced(script.sock), 15)
+
     with socket.create_connection(("127.0.0.1", script.front_port), timeout=5) as client:
         client.recv(1)
         assert wait_until(lambda: "key=127.0.0.1 " in runtime_command(script.sock, "show table back"), 5)
 
+        assert settled()
         script.set_hosts({"me": "127.0.0.1", "other": "127.0.0.1"})
         other = f"127.0.0.1:{script.peer_ports['other']}"
         assert wait_until(lambda: script.peers() == {"me": me, "other": other}, 10), script.log.read_text()
         assert f"    peer other 127.0.0.1:{script.peer_ports['other']}\n" in generated.read_text()
+        assert "key=127.0.0.1 " in runtime_command(script.sock, "show table back")
 
+        assert settled()
         script.set_hosts({"me": "127.0.0.1", "other": "127.0.0.2"})  # the other replica moved
         moved = f"127.0.0.2:{script.peer_ports['other']}"
         assert wait_until(lambda: script.peers() == {"me": me, "other": moved}, 10), script.log.read_text()
         table = runtime_command(script.sock, "show table back")
         assert "key=127.0.0.1 " in table and "server_id=1" in table, table
 
+        assert settled()
         script.set_hosts({"me": "127.0.0.1"})  # and is gone again
         assert wait_until(lambda: script.peers() == {"me": me}, 10), script.log.read_text()
+        assert "key=127.0.0.1 " in runtime_command(script.sock, "show table back")
 
     log = script.log.read_text()
     assert log.count("[start.sh] peers changed") == 3, log
