@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _print_warnings(stack_file) -> None:
+    """Settings that work but are most likely a mistake: one line each, naming the file read."""
+    for line in stack_file.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+
+
 def _gated(args):
     """Evaluate the stack and run the policy pack first; None (after printing why) when it must stop here."""
     from estate.policy_run import (checked_resources, load_policies, mandatory, read_overrides, report_text,
@@ -62,6 +68,7 @@ def _gated(args):
     from estate.render import evaluate
 
     stack_file, registry = evaluate(args.stack, args.config)
+    _print_warnings(stack_file)
     violations = run_policies(registry, args.stack, read_overrides(args.policy_config))
     failing = mandatory(violations)
     if failing and not getattr(args, "accept_violations", False):
@@ -81,7 +88,8 @@ def cmd_policy(args) -> int:
                                    run_policies)
     from estate.render import evaluate
 
-    _, registry = evaluate(args.stack, args.config)
+    stack_file, registry = evaluate(args.stack, args.config)
+    _print_warnings(stack_file)
     violations = run_policies(registry, args.stack, read_overrides(args.policy_config))
     print(report_text(violations, len(load_policies()), checked_resources(registry)))
     return EXIT_POLICY if mandatory(violations) else EXIT_OK

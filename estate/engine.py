@@ -214,6 +214,14 @@ class RecordingMonitor(mocks.MockMonitor):
         return response
 
 
+def _program_logger() -> logging.Logger:
+    """Where the program's pulumi.log lines go offline. Its only warnings are the config check's, which the CLI
+    prints itself from the stack file it read (under the file's real name), so only errors pass here."""
+    logger = logging.getLogger("estate.pulumi")
+    logger.setLevel(logging.ERROR)
+    return logger
+
+
 def run_program(program: Path, stack: str, config: dict[str, str], secret_keys: list[str], seed: Seed,
                 project: str = "mqtt-estate") -> Registry:
     """Run `program` (a Pulumi __main__.py) once under mocks and return everything it registered."""
@@ -240,7 +248,7 @@ def run_function(body: Callable[[], Any], stack: str, config: dict[str, str], se
     estate_mocks = EstateMocks(seed)
     monitor = RecordingMonitor(estate_mocks)
     mocks.set_mocks(estate_mocks, project=project, stack=stack, preview=False, monitor=monitor,
-                    logger=logging.getLogger("estate.pulumi"))
+                    logger=_program_logger())
     root = settings.get_root_resource()
     _quiet_refusals(_ensure_event_loop())
     # The program allocates many small, long-lived objects and frees almost none while it runs: the cyclic

@@ -12,14 +12,12 @@ from typing import Any
 
 import yaml
 
-from stacks.errors import PROJECT, ConfigIssue, StackConfigError
+from stacks.errors import PROJECT, ConfigIssue, StackConfigError, safe_text
 from stacks.checks import warnings
-from stacks.load import is_secret_key, validate_with
+from stacks.load import OTHER_NAMESPACES, is_secret_key, unknown_namespace, validate_with
 from stacks.model import Estate
 
 DOCUMENT_KEYS = ("config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment")
-OTHER_NAMESPACES = ("pulumi", "kubernetes", "random", "tls")
-"""Config namespaces the program's providers read; any other is most likely a misspelt `mqtt-estate`."""
 
 
 @dataclass
@@ -108,11 +106,39 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: merged keys may be overridden here
                 continue
             key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a key must be plain text, not a list or mapping", key_node.start_mark) from None
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key {key!r} is given twice (first on line {seen[key] + 1})", key_node.start_mark)
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
+
+
+    def construct_yaml_timestamp(self, node):
+        """Dates stay the text they were written as (Pulumi hands config values to programs as text)."""
+        return self.construct_scalar(node)
+
+    def construct_yaml_int(self, node):
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:
+            raise yaml.constructor.ConstructorError(None, None, "a number far too long for any setting",
+                                                    node.start_mark) from None
+
+    def refuse_tag(self, node):
+        raise yaml.constructor.ConstructorError(None, None, f"{node.tag.rsplit(':', 1)[-1]} values are not allowed "
+                                                "in a stack file (use text, numbers, true/false, lists and mappings)",
+                                                node.start_mark)
+
+
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:timestamp", _UniqueKeyLoader.construct_yaml_timestamp)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_yaml_int)
+for _tag in ("binary", "set", "omap", "pairs"):
+    _UniqueKeyLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _UniqueKeyLoader.refuse_tag)
 
 
 class _ExpansionError(yaml.composer.ComposerError):
@@ -184,7 +210,7 @@ def read_stack_file(path: Path, project: Path = PROJECT_FILE) -> StackFile:
         raise StackConfigError(source, [ConfigIssue(None, "the file must be a mapping with a `config:` section")])
     for key in document:
         if key not in DOCUMENT_KEYS:
-            issues.append(ConfigIssue(None, f"{key}: unknown top-level key (allowed: {', '.join(DOCUMENT_KEYS)})"))
+            issues.append(ConfigIssue(None, f"{safe_text(key)}: unknown top-level key (allowed: {', '.join(DOCUMENT_KEYS)})"))
     config = document.get("config") or {}
     if not isinstance(config, dict):
         raise StackConfigError(source, issues + [ConfigIssue(None, "config: must be a mapping of "
@@ -201,11 +227,10 @@ def read_stack_file(path: Path, project: Path = PROJECT_FILE) -> StackFile:
     for full_key, value in config.items():
         namespace, sep, key = str(full_key).partition(":")
         if not sep or not key or not namespace:
-            issues.append(ConfigIssue(None, f"config.{full_key}: keys must look like '{PROJECT}:<key>'"))
+            issues.append(ConfigIssue(None, f"config.{safe_text(full_key)}: keys must look like '{PROJECT}:<key>'"))
             continue
         if namespace != PROJECT and namespace not in OTHER_NAMESPACES:
-            issues.append(ConfigIssue(None, f"config.{full_key}: unknown namespace {namespace!r} "
-                                            f"(use {PROJECT}, or one of {', '.join(OTHER_NAMESPACES)})"))
+            issues.append(unknown_namespace(full_key))
             continue
         encrypted = _encrypted_paths(value, [key])
         if encrypted:

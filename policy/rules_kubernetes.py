@@ -9,7 +9,7 @@ from typing import Optional
 from policy_kit import (ADVISORY, CONFIG_MAP, MANDATORY, WORKLOADS, as_bool, as_int, as_list, as_map, as_text,
                         container_name, containers, labels_of, metadata, name_of, namespace_of, object_data, pod_spec,
                         resource_policy, stack_policy)
-from stacks.grammar import is_open_cidr
+from stacks.grammar import is_open_cidr, ranges_cover_everything
 
 SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY)", re.I)
 PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
@@ -189,6 +189,9 @@ def exposure(props, _cfg):
             elif open_ranges:
                 yield f"service {name_of(props)} is a LoadBalancer open to every address: loadBalancerSourceRanges " \
                       f"{', '.join(map(as_text, open_ranges))} admits everyone (name the client networks)"
+            elif ranges_cover_everything(as_text(r) for r in ranges):
+                yield f"service {name_of(props)} is a LoadBalancer open to every address: its loadBalancerSourceRanges " \
+                      f"together admit everyone (name the client networks)"
         if kind == "NodePort":
             yield f"service {name_of(props)} opens a port on every node"
 

@@ -138,11 +138,21 @@ def _subject(cert) -> str:
         return "(unreadable subject)"
 
 
-def judge_ca(cert, cfg, now: dt.datetime, leaf_hours: int, leaf_until: Optional[dt.datetime]):
+def judge_ca(cert, cfg, now: dt.datetime, leaf_hours: int, leaf_until: Optional[dt.datetime], names=()):
     """Problems of one CA certificate, judged as the config check judges a brought CA (stacks/ca_check.py)."""
     from stacks.ca_check import ca_certificate_problems
 
-    return ca_certificate_problems(cert, now, leaf_hours, cfg.get("minimumCaRsaBits") or 3072, leaf_until)
+    return ca_certificate_problems(cert, now, leaf_hours, cfg.get("minimumCaRsaBits") or 3072, leaf_until, names)
+
+
+def _dns_sans(cert) -> list[str]:
+    from cryptography import x509
+
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.DNSName)
+    except x509.ExtensionNotFound:
+        return []
 
 
 def ca_in_use(resources, cfg):
@@ -180,7 +190,7 @@ def ca_in_use(resources, cfg):
             leaf_hours = cfg.get("maximumLeafHours") or 9552
         for cert in certificates:
             label = f"{where} ({_subject(cert)})" if len(certificates) > 1 else where
-            for message in judge_ca(cert, cfg, now, leaf_hours, leaf_until):
+            for message in judge_ca(cert, cfg, now, leaf_hours, leaf_until, _dns_sans(leaves[0]) if leaves else ()):
                 yield r, f"{label} {message}"
 
 

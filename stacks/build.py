@@ -35,6 +35,14 @@ class EstateResources:
         return self.frontend.endpoints if self.frontend else self.broker.endpoints
 
 
+def server_names(estate: Estate) -> list[str]:
+    """Every name clients are told to use: the broker Service and pods, the frontend Service (TLS passes through it,
+    so the broker's certificate is what clients see there), and the names given for a LoadBalancer."""
+    name, namespace = estate.broker.name, estate.namespace.name
+    frontend = service_dns_names(names.frontend_name(name), namespace) if estate.frontend_enabled else []
+    return pod_dns_names(name, namespace, estate.max_replicas) + frontend + list(estate.pki.extra_dns_names)
+
+
 def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
     """Create the Pki and MosquittoBroker for `estate`; `secret(key)` reads a secret config key (or None)."""
     broker_cfg = estate.broker
@@ -53,12 +61,9 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
         "ca_validity_hours": estate.pki.ca_validity_hours,
         "leaf_validity_hours": estate.pki.leaf_validity_hours,
         "early_renewal_hours": estate.pki.early_renewal_hours,
-        "server_common_name": f"{name}.{namespace}.svc",
-        # every name clients are told to use: the broker Service and pods, the frontend Service (TLS passes through
-        # it, so the broker's certificate is what clients see there), and the names given for a LoadBalancer
-        "server_dns_names": pod_dns_names(name, namespace, estate.max_replicas)
-        + (service_dns_names(frontend_name, namespace) if estate.frontend_enabled else [])
-        + list(estate.pki.extra_dns_names) + (["localhost"] if estate.pki.loopback_sans else []),
+        # a common name is at most 64 characters (RFC 5280); clients check the SANs, never the CN
+        "server_common_name": f"{name}.{namespace}.svc" if len(f"{name}.{namespace}.svc") <= 64 else name,
+        "server_dns_names": server_names(estate) + (["localhost"] if estate.pki.loopback_sans else []),
         "server_ip_addresses": list(estate.pki.extra_ip_addresses) + (["127.0.0.1"] if estate.pki.loopback_sans else []),
         "client_names": cert_users + internal_users,
         "existing_ca_cert_pem": secret("caCertPem") if estate.pki.existing_ca else None,

@@ -8,9 +8,10 @@ on the plant floor. Each problem is one (secret key, message) pair; the PEM text
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
@@ -20,7 +21,7 @@ MINIMUM_RSA_BITS = 2048
 WEAK_HASHES = (hashes.SHA1, hashes.MD5)
 
 
-def check_existing_ca(cert_pem: str, key_pem: str, leaf_hours: int,
+def check_existing_ca(cert_pem: str, key_pem: str, leaf_hours: int, names: Sequence[str] = (),
                       now: dt.datetime | None = None) -> Iterator[tuple[str, str]]:
     now = now or dt.datetime.now(dt.timezone.utc)
     cert = _load_certificate(cert_pem)
@@ -32,7 +33,7 @@ def check_existing_ca(cert_pem: str, key_pem: str, leaf_hours: int,
     if isinstance(cert, str):
         return
     yield from (("caCertPem", message) for message in ca_certificate_problems(cert, now, leaf_hours,
-                                                                              MINIMUM_RSA_BITS))
+                                                                              MINIMUM_RSA_BITS, names=names))
     if not isinstance(key, str):
         yield from (("caKeyPem", message) for message in _key_problems(key, cert))
 
@@ -68,7 +69,7 @@ def utc(cert: x509.Certificate, name: str) -> dt.datetime:
 
 
 def ca_certificate_problems(cert: x509.Certificate, now: dt.datetime, leaf_hours: int, minimum_rsa_bits: int,
-                            leaf_until: dt.datetime | None = None) -> Iterator[str]:
+                            leaf_until: dt.datetime | None = None, names: Sequence[str] = ()) -> Iterator[str]:
     """What keeps a certificate from serving as the estate's CA: constraints, usage, key, lifetime, signature hash.
 
     Shared by the config check (a brought CA, refused before anything is signed) and the policy pack's
@@ -84,6 +85,7 @@ def ca_certificate_problems(cert: x509.Certificate, now: dt.datetime, leaf_hours
             yield "keyUsage lacks keyCertSign"
     except x509.ExtensionNotFound:
         yield "has no keyUsage extension (a CA needs keyCertSign)"
+    yield from _issuance_limits(cert, names)
     try:
         key = cert.public_key()
     except (ValueError, UnsupportedAlgorithm) as exc:
@@ -107,6 +109,43 @@ def ca_certificate_problems(cert: x509.Certificate, now: dt.datetime, leaf_hours
     else:
         if isinstance(algorithm, WEAK_HASHES):
             yield f"is signed with {algorithm.name.upper()} (collisions are practical; sign with SHA-256 or better)"
+
+
+NEEDED_PURPOSES = {ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth", ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth"}
+
+
+def _issuance_limits(cert: x509.Certificate, names: Sequence[str]) -> Iterator[str]:
+    """Limits a CA places on what it signs, which OpenSSL enforces on every chain: an extendedKeyUsage without
+    serverAuth/clientAuth fails the broker or the devices ("unsuitable certificate purpose"), and name constraints
+    that do not permit the estate's names fail every hostname check ("permitted subtree violation")."""
+    try:
+        purposes = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    except x509.ExtensionNotFound:
+        purposes = None
+    if purposes is not None and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in purposes:
+        missing = [label for oid, label in NEEDED_PURPOSES.items() if oid not in purposes]
+        if missing:
+            yield (f"restricts what it signs with extendedKeyUsage lacking {' and '.join(missing)} (the estate's "
+                   "server and device certificates would not verify)")
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.NameConstraints).value
+    except x509.ExtensionNotFound:
+        return
+    for name in names:
+        if not _dns_permitted(name, constraints):
+            yield f"has name constraints that do not permit {name!r} (clients would refuse the broker's certificate)"
+            return
+
+
+def _dns_permitted(name: str, constraints: x509.NameConstraints) -> bool:
+    """RFC 5280 4.2.1.10 for dNSName: a constraint matches the name itself or any name below it."""
+    def within(subtree: str) -> bool:
+        base = subtree.lstrip(".").lower()
+        return name.lower() == base or name.lower().endswith("." + base)
+
+    permitted = [t.value for t in constraints.permitted_subtrees or () if isinstance(t, x509.DNSName)]
+    excluded = [t.value for t in constraints.excluded_subtrees or () if isinstance(t, x509.DNSName)]
+    return (not permitted or any(within(t) for t in permitted)) and not any(within(t) for t in excluded)
 
 
 STRONG_CURVES = ("secp256r1", "secp384r1", "secp521r1")

@@ -9,11 +9,13 @@ warnings are for settings that work but are most likely not what was meant.
 
 from __future__ import annotations
 
+import ipaddress
 from decimal import Decimal
 from typing import Iterator, Mapping, Optional
 
 from components.names import internal_users, reserved_listener_names, reserved_ports
 from stacks import grammar
+from stacks.build import server_names
 from stacks.ca_check import check_existing_ca
 from stacks.errors import PROJECT, ConfigIssue
 from stacks.model import CA_SECRET_KEYS, SECRET_KEY_PREFIX, Estate, Resources
@@ -28,7 +30,8 @@ Issues = Iterator[ConfigIssue]
 
 def cross_checks(estate: Estate, secrets: Mapping[str, Optional[str]]) -> list[ConfigIssue]:
     """Every cross-field error. `secrets` maps secret key -> plain value (None where it cannot be read)."""
-    rules = (_namespace(estate), _listeners(estate), _replicas(estate), _frontend(estate), _exposure(estate),
+    rules = (_namespace(estate), _listeners(estate), _replicas(estate), _autoscaling(estate), _frontend(estate),
+             _exposure(estate), _key_specs(estate), _names(estate),
              _persistence(estate), _lists(estate), _resources(estate), _limits(estate), _users(estate), _secrets(estate, secrets),
              _pki(estate, secrets))
     return [issue for rule in rules for issue in rule]
@@ -68,6 +71,9 @@ def _listeners(estate: Estate) -> Issues:
         if internal in taken_ports:
             yield ConfigIssue(["broker", "ha", "internalPort"], f"{internal} is already used by "
                                                                 f"{taken_ports[internal]} (use a free port)")
+        elif internal < 1024:
+            yield ConfigIssue(["broker", "ha", "internalPort"], f"{internal} is a privileged port, which the "
+                                                                "unprivileged broker pods cannot open (use 1024-65535)")
         else:
             taken_ports[internal] = "broker.ha.internalPort (bridges and health checks)"
     seen_names: dict[str, int] = {}
@@ -137,6 +143,43 @@ def _lists(estate: Estate) -> Issues:
         yield from _unique(["users", i, "groups"], user.groups)
 
 
+def _autoscaling(estate: Estate) -> Issues:
+    ha = estate.broker.ha
+    if not estate.clustered:
+        for key in sorted(ha.model_fields_set & {"topology", "min_replicas", "max_replicas", "target_cpu_percent"}):
+            if key == "min_replicas" and ha.min_replicas == 1:
+                continue
+            yield ConfigIssue(["broker", "ha", _camel(key)], "has no effect with a single broker (set "
+                                                             "broker.ha.maxReplicas above 1 to cluster)")
+    elif "target_cpu_percent" in ha.model_fields_set and estate.max_replicas <= estate.replicas:
+        yield ConfigIssue(["broker", "ha", "targetCpuPercent"], "has no effect without autoscaling (set "
+                                                                "broker.ha.maxReplicas above minReplicas)")
+
+
+def _key_specs(estate: Estate) -> Issues:
+    """rsaBits means nothing to an ECDSA key, ecdsaCurve nothing to an RSA one."""
+    for key, spec in (("caKey", estate.pki.ca_key), ("leafKey", estate.pki.leaf_key)):
+        unused = "rsa_bits" if spec.algorithm == "ECDSA" else "ecdsa_curve"
+        if unused in spec.model_fields_set:
+            yield ConfigIssue(["pki", key, _camel(unused)], f"has no effect with algorithm: {spec.algorithm}")
+
+
+def _names(estate: Estate) -> Issues:
+    """Certificate names that would only look like they work."""
+    for i, name in enumerate(estate.pki.extra_dns_names):
+        if name.lower() == "localhost":
+            yield ConfigIssue(["pki", "extraDnsNames", i], "'localhost' is not allowed here (set pki.loopbackSans: "
+                                                           "true, which is meant for kubectl port-forward)")
+    for i, address in enumerate(estate.pki.extra_ip_addresses):
+        ip = ipaddress.ip_address(address)
+        if ip.is_unspecified or ip.is_multicast:
+            yield ConfigIssue(["pki", "extraIpAddresses", i], f"{address!r} is not an address a client connects to "
+                                                              "(give the LoadBalancer's address)")
+        elif ip.is_loopback:
+            yield ConfigIssue(["pki", "extraIpAddresses", i], f"{address!r} is a loopback address (set "
+                                                              "pki.loopbackSans: true instead)")
+
+
 def _frontend(estate: Estate) -> Issues:
     listeners = estate.broker.listeners
     if estate.frontend_enabled and not any(lst.protocol == "mqtt" or lst.tls for lst in listeners):
@@ -189,9 +232,19 @@ def _resources(estate: Estate) -> Issues:
         "cpu": (preset.cpu_request, preset.cpu_limit), "memory": (preset.memory_request, preset.memory_limit)})
     if estate.frontend_enabled:
         yield from _requests_within_limits(["frontend", "resources"], estate.frontend.resources, FRONTEND_RESOURCES)
+        memory = grammar.parse_quantity(estate.frontend.resources.memory_limit or FRONTEND_RESOURCES["memory"][1])
+        if estate.frontend.maxconn * FRONTEND_CONNECTION_MEMORY > memory:
+            yield ConfigIssue(["frontend", "maxconn"], f"{estate.frontend.maxconn} connections need about "
+                                                       f"{_mib(estate.frontend.maxconn * FRONTEND_CONNECTION_MEMORY)} "
+                                                       f"(~4 KiB each), more than the frontend's memory limit of "
+                                                       f"{_mib(memory)}; use at most "
+                                                       f"{int(memory // FRONTEND_CONNECTION_MEMORY)} or raise "
+                                                       "frontend.resources.memoryLimit")
 
 
 FRONTEND_RESOURCES = {"cpu": ("250m", "1"), "memory": ("256Mi", "512Mi")}
+FRONTEND_CONNECTION_MEMORY = 4 * 1024
+"""HAProxy's own state per proxied connection pair; buffers are taken only while data is in flight."""
 """HaProxyFrontend's defaults (components/haproxy.py)."""
 
 
@@ -287,6 +340,10 @@ def _secrets(estate: Estate, secrets: Mapping[str, Optional[str]]) -> Issues:
             yield ConfigIssue([key], f"names no user in users (known: {', '.join(users) or 'none'})")
         elif user.auth == "certificate":
             yield ConfigIssue([key], f"has no effect: {user.name} logs in by certificate only (auth: certificate)")
+        elif isinstance(secrets[key], str):
+            problem = _password_problem(user.name, secrets[key])
+            if problem:
+                yield ConfigIssue([key], problem)
     given = [key for key in CA_SECRET_KEYS if key in secrets]
     if estate.pki.existing_ca:
         for key in CA_SECRET_KEYS:
@@ -297,6 +354,21 @@ def _secrets(estate: Estate, secrets: Mapping[str, Optional[str]]) -> Issues:
     elif given:
         for key in given:
             yield ConfigIssue([key], "has no effect unless pki.existingCa is true")
+
+
+MINIMUM_PASSWORD_LENGTH = 12
+
+
+def _password_problem(user: str, password: str) -> Optional[str]:
+    """A floor for passwords people choose (generated ones have 32 random characters): never shown, only judged."""
+    if not password:
+        return "is empty (mosquitto refuses empty passwords, so the user could never log in)"
+    if password.lower() == user.lower():
+        return "is the user name (choose a passphrase, or remove it and let one be generated)"
+    if len(password) < MINIMUM_PASSWORD_LENGTH:
+        return (f"is {len(password)} characters long (at least {MINIMUM_PASSWORD_LENGTH}; or remove it and let a "
+                "32-character one be generated)")
+    return None
 
 
 def _pki(estate: Estate, secrets: Mapping[str, Optional[str]]) -> Issues:
@@ -311,7 +383,8 @@ def _pki(estate: Estate, secrets: Mapping[str, Optional[str]]) -> Issues:
         yield ConfigIssue(["pki", "caValidityHours"], f"{pki.ca_validity_hours} does not outlive leaf certificates "
                                                       f"({pki.leaf_validity_hours} h) (make the CA live longer)")
     if pki.existing_ca and all(isinstance(secrets.get(k), str) for k in CA_SECRET_KEYS):
-        for key, message in check_existing_ca(secrets["caCertPem"], secrets["caKeyPem"], pki.leaf_validity_hours):
+        for key, message in check_existing_ca(secrets["caCertPem"], secrets["caKeyPem"], pki.leaf_validity_hours,
+                                              server_names(estate)):
             yield ConfigIssue([key], message)
 
 

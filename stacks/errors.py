@@ -10,6 +10,16 @@ import pulumi
 PROJECT = "mqtt-estate"
 
 
+def safe_text(text: Any, limit: int = 60) -> str:
+    """A key from the user's file as it may be printed: no control characters (a key must not forge a line or
+    steer the terminal) and not longer than `limit`."""
+    text = str(text)
+    if text.isprintable() and len(text) <= limit:
+        return text
+    shown = repr(text)[1:-1] if not text.isprintable() else text
+    return shown if len(shown) <= limit else shown[:limit - 3] + "..."
+
+
 def key_path(loc: Sequence[Any]) -> str:
     """('broker', 'listeners', 1, 'tlsVersion') -> 'broker.listeners[1].tlsVersion'."""
     out = ""
@@ -17,7 +27,7 @@ def key_path(loc: Sequence[Any]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            out += ("." if out else "") + safe_text(part)
     return out
 
 
@@ -38,13 +48,20 @@ class ConfigIssue:
         return f"{source}: {PROJECT}:{self.path}: {self.message}"
 
 
+MAX_LINES = 50
+"""A file with more problems than this is not a stack file with typos; the rest is summed up in one line."""
+
+
 class StackConfigError(pulumi.RunError):
     """Raised for invalid stack configuration; Pulumi prints a RunError without a traceback."""
 
     def __init__(self, source: str, issues: Iterable[ConfigIssue]):
         self.source = source
         self.issues = list(issues)
-        self.lines = [issue.line(source) for issue in self.issues]
+        lines = [issue.line(source) for issue in self.issues]
+        if len(lines) > MAX_LINES:
+            lines = lines[:MAX_LINES] + [f"{source}: ... and {len(lines) - MAX_LINES} more problems"]
+        self.lines = lines
         super().__init__("\n".join(self.lines))
 
 

@@ -749,11 +749,11 @@ def image_reference(value: str) -> str | None:
     registry, repository, tag, digest = parts
     if tag is None and digest is None:
         return (f"{_q(value)} is not pinned (pin a tag or digest, e.g. "
-                f"{value}:2.0.20 or {value}@sha256:...)")
+                f"{value}:<version> or {value}@sha256:...)")
     if tag == "latest" and digest is None:
         base = value[: -len(":latest")]
         return (f"{_q(value)} uses the moving tag 'latest' (pin a version tag, e.g. "
-                f"{base}:2.0.20, or add @sha256:...)")
+                f"{base}:<version>, or add @sha256:...)")
     return None
 
 
@@ -935,3 +935,19 @@ def duration(value: str) -> str | None:
         return (f"{_q(value)} is too long (mosquitto stores it in seconds as a C int, "
                 f"so at most about 68y)")
     return None
+
+
+def ranges_cover_everything(values) -> bool:
+    """True when source ranges together admit every IPv4 or every IPv6 address (0.0.0.0/1 + 128.0.0.0/1 is
+    as open as 0.0.0.0/0); unparseable entries are ignored (the range grammar refuses them)."""
+    networks = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(str(value), strict=False))
+        except ValueError:
+            continue
+    for version, everything in ((4, 2 ** 32), (6, 2 ** 128)):
+        collapsed = ipaddress.collapse_addresses(n for n in networks if n.version == version)
+        if sum(n.num_addresses for n in collapsed) >= everything:
+            return True
+    return any(is_open_cidr(str(n)) for n in networks)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from pulumi.runtime import config as runtime_config
 
 from stacks.checks import cross_checks, warnings
-from stacks.errors import PROJECT, ConfigIssue, StackConfigError, describe_pydantic_error
+from stacks.errors import PROJECT, ConfigIssue, StackConfigError, describe_pydantic_error, safe_text
 from stacks.model import CA_SECRET_KEYS, SECRET_KEY_PREFIX, TOP_LEVEL_KEYS, Estate
 
 
@@ -74,6 +74,16 @@ def validate_estate(values: Mapping[str, Any], secrets: Mapping[str, Optional[st
     return estate
 
 
+OTHER_NAMESPACES = ("pulumi", "kubernetes", "random", "tls")
+"""Config namespaces the program's providers read; any other is most likely a misspelt `mqtt-estate`."""
+
+
+def unknown_namespace(full_key: str) -> ConfigIssue:
+    namespace = full_key.partition(":")[0]
+    return ConfigIssue(None, f"config.{safe_text(full_key)}: unknown namespace {safe_text(namespace)!r} "
+                             f"(use {PROJECT}, or one of {', '.join(OTHER_NAMESPACES)})")
+
+
 SECRET_MUTABLE = "enableSecretMutable"
 
 
@@ -114,6 +124,8 @@ def load_from_pulumi() -> tuple[Estate, pulumi.Config]:
         if namespace == "kubernetes":
             provider[key] = raw
         if namespace != PROJECT:
+            if namespace not in OTHER_NAMESPACES:
+                issues.append(unknown_namespace(full_key))
             continue
         if is_secret_key(key):
             if not runtime_config.is_config_secret(full_key):

@@ -18,11 +18,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from estate.cli import EXIT_CONFIG
 from estate.engine import run_program
-from estate.render import PROGRAM
+from estate.render import PROGRAM, evaluate
 from estate.stackfile import read_stack_file
 from stacks.errors import StackConfigError
 from tests.harness import TEST_SEED
@@ -163,6 +163,31 @@ MISTAKES = [
      "broker.listeners[1].requireCertificate", "websockets"),
     ("zone-listed-twice", SINGLE.replace("    listeners:", "    acl: {factory: {zones: [press, paint, press]}}\n    listeners:"),
      "broker.acl.factory.zones[2]", "once"),
+    # found by an independent review
+    ("internal-port-privileged", _with(CLUSTER, "    ha: {internalPort: 884}"), "broker.ha.internalPort", "privileged"),
+    ("iterations-that-stall-the-broker", _with(SINGLE, "    auth: {passwordIterations: 10000000}"),
+     "broker.auth.passwordIterations", "600000"),
+    ("session-expiry-overflows", _with(SINGLE, "    persistence: {sessionExpiry: 100y}"),
+     "broker.persistence.sessionExpiry", "100y"),
+    ("rsa-bits-on-an-ecdsa-key", _with(SINGLE, "  mqtt-estate:pki: {caKey: {algorithm: ECDSA, rsaBits: 4096}}"),
+     "pki.caKey.rsaBits", "no effect"),
+    ("topology-on-one-broker", _with(SINGLE, "    ha: {topology: active-standby}"), "broker.ha.topology", "single"),
+    ("cpu-target-without-autoscaling", _with(CLUSTER, "    ha: {targetCpuPercent: 80}"),
+     "broker.ha.targetCpuPercent", "autoscaling"),
+    ("frontend-maxconn-that-cannot-fit", _with(CLUSTER, "  mqtt-estate:frontend: {maxconn: 1000000}"),
+     "frontend.maxconn", "memory"),
+    ("empty-password", _with(SINGLE, _user("scada", role="admin") + "  mqtt-estate:password-scada: ''"),
+     "password-scada", "empty"),
+    ("password-is-the-user-name", _with(SINGLE, _user("scada", role="admin") + "  mqtt-estate:password-scada: Scada"),
+     "password-scada", "user name"),
+    ("short-password", _with(SINGLE, _user("scada", role="admin") + "  mqtt-estate:password-scada: admin"),
+     "password-scada", "at least 12"),
+    ("unspecified-ip-san", _with(SINGLE, "  mqtt-estate:pki: {extraIpAddresses: [0.0.0.0]}"),
+     "pki.extraIpAddresses[0]", "LoadBalancer"),
+    ("localhost-as-extra-name", _with(SINGLE, "  mqtt-estate:pki: {extraDnsNames: [localhost]}"),
+     "pki.extraDnsNames[0]", "loopbackSans"),
+    ("organization-too-long-for-the-ca-name", _with(SINGLE, "  mqtt-estate:pki: {organization: '" + "o" * 57 + "'}"),
+     "pki.organization", "56"),
     ("autoscaling-with-fixed-replicas", _with(SINGLE, "    replicas: 2\n    ha: {maxReplicas: 4}"),
      "broker.replicas", "minReplicas"),
 ]
@@ -179,6 +204,9 @@ VALID = [
     ("nfs-by-ip", "    persistence: {nfs: {server: 10.20.0.9, path: /exports/mqtt}}"),
     ("spaces-inside-acl-levels", "    acl: {patterns: [{access: read, topic: 'plant/line a/%u/#'}]}"),
     ("queue-capped-by-bytes", "    limits: {maxQueuedMessages: 100000, maxQueuedBytes: 268435456}"),
+    ("longest-namespace", "  mqtt-estate:namespace: {name: " + "n" * 63 + "}"),
+    ("longest-organization", "  mqtt-estate:pki: {organization: '" + "o" * 56 + "'}"),
+    ("yaml-anchors-and-merge", "    limits: &limits {maxQueuedMessages: 500}\n    resources: {cpuLimit: '2'}"),
 ]
 
 
@@ -221,7 +249,7 @@ def test_refusing_the_secret_mutable_provider_setting(tmp_path):
 
 # --- a brought CA -----------------------------------------------------------------------------------------
 
-def _ca(key=None, *, ca=True, cert_sign=True, days=3650, start_days=-1, hash_=hashes.SHA256()):
+def _ca(key=None, *, ca=True, cert_sign=True, days=3650, start_days=-1, hash_=hashes.SHA256(), extra=()):
     key = key or ec.generate_private_key(ec.SECP384R1())
     now = dt.datetime.now(dt.timezone.utc)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "plant CA")])
@@ -232,6 +260,8 @@ def _ca(key=None, *, ca=True, cert_sign=True, days=3650, start_days=-1, hash_=ha
                .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
                                             data_encipherment=False, key_agreement=False, key_cert_sign=cert_sign,
                                             crl_sign=True, encipher_only=False, decipher_only=False), critical=True))
+    for extension in extra:
+        builder = builder.add_extension(extension, critical=False)
     cert = builder.sign(key, hash_)
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption()).decode()
@@ -266,6 +296,10 @@ BROUGHT = [
     ("expires-before-leaves", lambda: _ca(days=100), "caCertPem", "a leaf issued now"),
     ("weak-rsa", lambda: _ca(rsa.generate_private_key(65537, 1024)), "caCertPem", "RSA 1024"),
     ("sha1-signed", lambda: _openssl_sha1_ca(), "caCertPem", "SHA1"),
+    ("purpose-restricted", lambda: _ca(extra=[x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])]),
+     "caCertPem", "lacking clientAuth"),
+    ("name-constrained-elsewhere", lambda: _ca(extra=[x509.NameConstraints(
+        permitted_subtrees=[x509.DNSName("plant.example")], excluded_subtrees=None)]), "caCertPem", "name constraints"),
     ("not-pem", lambda: ("hello, this is not a certificate", _ca()[1]), "caCertPem", "not a PEM certificate"),
     ("garbage-pem", lambda: ("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", _ca()[1]),
      "caCertPem", "not a readable PEM certificate"),
@@ -319,3 +353,54 @@ def test_program_refuses_without_secret_mutable_provider():
     with pytest.raises(Exception) as refused:
         run_program(PROGRAM, "cli", {}, [], TEST_SEED)
     assert "kubernetes:enableSecretMutable: must be true" in str(refused.value)
+
+
+@pytest.mark.parametrize("extra", ["  mqtt-estate:namespace: {name: " + "n" * 63 + "}",
+                                   "  mqtt-estate:pki: {organization: '" + "o" * 56 + "'}"],
+                         ids=["63-character-namespace", "56-character-organization"])
+def test_longest_names_render(tmp_path, state_dir, extra):
+    """Names at the limits still make certificates (a common name is at most 64 characters)."""
+    path = tmp_path / "long.yaml"
+    path.write_text(_with(SINGLE, extra))
+    _, registry = evaluate("long", path, state_dir)
+    assert registry.of_type("tls:index/locallySignedCert")
+
+
+HOSTILE = [
+    ("binary-value", "config:\n  mqtt-estate:broker: {name: !!binary bW9zcXVpdHRv}\n", "binary values are not allowed"),
+    ("list-as-key", "config:\n  mqtt-estate:broker:\n    ? [a, b]\n    : 1\n", "a key must be plain text"),
+    ("endless-number", "config:\n  mqtt-estate:broker:\n    replicas: " + "9" * 5000 + "\n", "far too long"),
+    ("key-forging-a-line", 'config:\n  "mqtt-estate:brokr\\nPulumi.prod.yaml: all good\\e[31m": {}\n', "\\n"),
+]
+
+
+@pytest.mark.parametrize("text, fragment", [c[1:] for c in HOSTILE], ids=[c[0] for c in HOSTILE])
+def test_hostile_yaml_is_one_clean_line(tmp_path, capsys, text, fragment):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    rc, err_lines, _ = run_in_process(capsys, path, tmp_path / "out")
+    assert rc == EXIT_CONFIG and len(err_lines) == 1, err_lines
+    assert err_lines[0].startswith("bad.yaml: ") and fragment in err_lines[0]
+    assert all(ch.isprintable() for ch in err_lines[0])
+
+
+def test_program_refuses_a_misspelt_namespace_as_pulumi_up_would():
+    lines = _program_refuses({"mqtt-estat:broker": json.dumps({"name": "x"})}, [])
+    assert lines == ["Pulumi.cli.yaml: config.mqtt-estat:broker: unknown namespace 'mqtt-estat' (use mqtt-estate, "
+                     "or one of pulumi, kubernetes, random, tls)"]
+
+
+def test_a_flood_of_problems_is_summed_up(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("config:\n" + "".join(f"  mqtt-estate:typo{i}: 1\n" for i in range(200)))
+    rc, err_lines, _ = run_in_process(capsys, path, tmp_path / "out")
+    assert rc == EXIT_CONFIG and len(err_lines) == 51 and err_lines[-1] == "bad.yaml: ... and 150 more problems"
+
+
+def test_a_brought_ca_constrained_to_the_estate_names_is_accepted(tmp_path):
+    path = tmp_path / "ok.yaml"
+    path.write_text(_brought(*_ca(extra=[x509.NameConstraints(
+        permitted_subtrees=[x509.DNSName("cluster.local"), x509.DNSName("svc"), x509.DNSName("mosquitto"),
+                            x509.DNSName("mqtt")], excluded_subtrees=None)])).replace(
+        "config:\n", "config:\n  mqtt-estate:namespace: {name: mqtt}\n", 1))
+    read_stack_file(path)

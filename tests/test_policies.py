@@ -297,6 +297,8 @@ FOUND = [
      source_ranges("0.0.0.0/0"), "0.0.0.0/0 admits everyone"),
     ("source-range-::/0", "k8s-only-entry-point-exposed", "prod", "mosquitto-frontend-service",
      source_ranges("10.20.0.0/16", "::/0"), "::/0 admits everyone"),
+    ("source-ranges-that-add-up-to-everything", "k8s-only-entry-point-exposed", "prod", "mosquitto-frontend-service",
+     source_ranges("0.0.0.0/1", "128.0.0.0/1"), "together admit everyone"),
     ("bridge-remote-password", "k8s-no-secrets-in-configmaps", "prod", "mosquitto-config",
      conf_edit("mosquitto-1.conf", "bridge_insecure false",
                "bridge_insecure false\nremote_username plant-01\nremote_password hunter2"),
