@@ -51,6 +51,12 @@ class ClientCertificate:
         self.key_pem = key_pem
 
 
+def ca_common_name(organization: str) -> str:
+    """'<organization> MQTT CA', shortened to X.509's 64 characters (RFC 5280 ub-common-name)."""
+    suffix = " MQTT CA"
+    return organization[:64 - len(suffix)].rstrip() + suffix
+
+
 def _key(name: str, spec: KeySpecArgs, opts: pulumi.ResourceOptions) -> tls.PrivateKey:
     if spec.get("algorithm", "ECDSA") == "RSA":
         return tls.PrivateKey(name, algorithm="RSA", rsa_bits=spec.get("rsa_bits", 3072), opts=opts)
@@ -84,7 +90,7 @@ class Pki(pulumi.ComponentResource):
             ca_cert = tls.SelfSignedCert(
                 f"{name}-ca-cert",
                 private_key_pem=ca_key.private_key_pem,
-                subject=tls.SelfSignedCertSubjectArgs(common_name=f"{org} MQTT CA", organization=org),
+                subject=tls.SelfSignedCertSubjectArgs(common_name=ca_common_name(org), organization=org),
                 is_ca_certificate=True,
                 max_path_length=0,
                 set_subject_key_id=True,

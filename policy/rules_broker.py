@@ -257,6 +257,41 @@ def acl_wildcards(props, cfg):
             yield f"acl line {rule.line}: every client {problem}"
 
 
+OTHERS = ("spBv1.0/{1}/NBIRTH/n-7qx", "spBv1.0/{1}/NDATA/n-7qx", "spBv1.0/{1}/NDEATH/n-7qx",
+          "spBv1.0/{1}/DDATA/n-7qx/d-7qx", "spBv1.0/{1}/NCMD/n-7qx", "spBv1.0/{1}/DCMD/n-7qx/d-7qx",
+          "spBv1.0/STATE/h-7qx", "factory/{1}/u-7qx/data/x", "factory/{1}/u-7qx/cmd/x")
+"""Topics that belong to somebody else: another edge node's births, data and commands, a host's STATE, another
+device's telemetry and commands ({1} is the group or zone the filter names, so a grant over a whole group counts)."""
+
+
+def _speaks_for_others(topic_filter: str) -> Optional[str]:
+    levels = topic_filter.split("/")
+    place = levels[1] if len(levels) > 1 and levels[1] not in ("+", "#") else "g-7qx"
+    for template in OTHERS:
+        probe = template.replace("{1}", place)
+        if _matches(_judged(topic_filter), probe):
+            return probe.replace("n-7qx", "<another node>").replace("h-7qx", "<a host>").replace(
+                "u-7qx", "<another device>").replace("d-7qx", "<a device>").replace("g-7qx", "<any group>")
+    return None
+
+
+def acl_impersonation(props, cfg):
+    """Devices and edge nodes write only as themselves: commands, births and host STATE of others are refused."""
+    text = object_data(props).get("acl")
+    if text is None:
+        return
+    roles = set(as_list(cfg.get("ownTopicsRoles")))
+    for block in parse_acl(text).blocks:
+        if block.user is None or block.role not in roles:
+            continue
+        for rule in block.rules:
+            if rule.access & WRITE and catch_all_depth(rule.topic) is None:
+                other = _speaks_for_others(rule.topic)
+                if other:
+                    yield (f"acl line {rule.line}: user {block.user} (role {block.role}) may write as another "
+                           f"client ('{rule.text}' covers {other})")
+
+
 def acl_patterns_by_username(props, _cfg):
     text = object_data(props).get("acl")
     for rule in parse_acl(text or "").patterns:
@@ -423,6 +458,13 @@ POLICIES = [
                                              "default": ["host-application", "dashboard"]},
                      "sparkplugHostRoles": {"type": "array", "items": {"type": "string"},
                                             "default": ["host-application"]}}),
+    resource_policy("broker-acl-no-impersonation",
+                    "Devices and edge nodes write only their own topics: no grant covers another edge node's "
+                    "births, data or commands, a host application's STATE, or another device's factory topics.",
+                    MANDATORY, "Use the factory and Sparkplug templates, which grant each device its own topics; "
+                    "commands belong to host applications.", [SECRET], acl_impersonation,
+                    {"ownTopicsRoles": {"type": "array", "items": {"type": "string"},
+                                        "default": ["device", "edge-node"]}}),
     resource_policy("broker-acl-patterns-by-username", "Pattern rules key devices by user name (%u), not client id.",
                     ADVISORY, "Write pattern rules with %u; client ids are chosen by the client.",
                     [SECRET], acl_patterns_by_username),

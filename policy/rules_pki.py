@@ -85,6 +85,11 @@ def server_sans(props, _cfg):
     if props.get("dnsNames") is None and props.get("ipAddresses") is None \
             and as_text(subject.get("commonName")).count(".") >= 1:
         yield f"certificate request for {as_text(subject.get('commonName'))} has no subject alternative names"
+    loopback = [as_text(n) for n in as_list(props.get("dnsNames")) if as_text(n).lower() == "localhost"]
+    loopback += [as_text(a) for a in as_list(props.get("ipAddresses")) if as_text(a).startswith(("127.", "::1"))]
+    if loopback:
+        yield (f"certificate request for {as_text(subject.get('commonName'))} is valid for {', '.join(loopback)}: "
+               "any local process or port-forward can present it (keep pki.loopbackSans to development stacks)")
 
 
 def no_exported_keys(resources, _cfg):

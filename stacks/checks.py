@@ -269,6 +269,11 @@ def _limits(estate: Estate) -> Issues:
     queued = limits.max_queued_messages * limits.max_packet_size
     if limits.max_queued_bytes is not None:
         queued = min(queued, limits.max_queued_bytes)
+    if limits.max_queued_bytes is not None and limits.max_queued_bytes < limits.max_packet_size:
+        yield ConfigIssue(["broker", "limits", "maxQueuedBytes"], f"{limits.max_queued_bytes} is below maxPacketSize "
+                                                                  f"{limits.max_packet_size}: a largest message could "
+                                                                  "never be queued for an offline client (use at least "
+                                                                  "maxPacketSize)")
     per_client = queued + limits.max_inflight_messages * limits.max_packet_size
     if per_client > memory:
         cap = int(memory // 2 // MiB) * MiB

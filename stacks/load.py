@@ -47,7 +47,7 @@ def _model_of(annotation: Any) -> Optional[type]:
 
 
 def validate_estate(values: Mapping[str, Any], secrets: Mapping[str, Optional[str]], source: str,
-                    provider_config: Optional[Mapping[str, Any]] = None) -> Estate:
+                    provider_config: Optional[Mapping[str, Any]] = None, cross: bool = True) -> Estate:
     """Validate top-level config values (key without the `mqtt-estate:` prefix -> parsed value).
 
     `secrets` maps each secret key present to its plain value (None where it cannot be read); `provider_config`
@@ -62,13 +62,15 @@ def validate_estate(values: Mapping[str, Any], secrets: Mapping[str, Optional[st
         issues.extend(provider_checks(provider_config))
     try:
         # by alias only: a snake_case key in a stack file is a typo, not a synonym
-        estate = Estate.model_validate({k: v for k, v in values.items() if k in TOP_LEVEL_KEYS},
+        # a section left empty (every line under it commented out) is a section not given
+        estate = Estate.model_validate({k: v for k, v in values.items() if k in TOP_LEVEL_KEYS and v is not None},
                                        by_alias=True, by_name=False)
     except ValidationError as exc:
         for err in exc.errors():
             issues.append(ConfigIssue(err["loc"], describe_pydantic_error(err, _allowed_keys_at(err["loc"]))))
         raise StackConfigError(source, issues) from None
-    issues.extend(cross_checks(estate, secrets))
+    if cross and not issues:  # what one value means for another is moot while keys are misspelt or unknown
+        issues.extend(cross_checks(estate, secrets))
     if issues:
         raise StackConfigError(source, issues)
     return estate
@@ -144,7 +146,7 @@ def validate_with(issues: list[ConfigIssue], values: Mapping[str, Any], secrets:
                   source: str, provider_config: Mapping[str, Any]) -> Estate:
     """validate_estate, reporting the reader's own `issues` (file-level problems) first and all in one error."""
     try:
-        estate = validate_estate(values, secrets, source, provider_config)
+        estate = validate_estate(values, secrets, source, provider_config, cross=not issues)
     except StackConfigError as exc:
         raise StackConfigError(source, issues + exc.issues) from None
     if issues:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Callable, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 from pydantic.alias_generators import to_camel
 
@@ -42,9 +42,18 @@ NamespaceName = Annotated[Text, _grammar(grammar.dns_label)]
 PortName = Annotated[Text, _grammar(grammar.port_name)]
 UserName = Annotated[str, _pattern(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
                                    "use letters, digits, '_', '.' and '-', at most 64, no spaces")]
-CpuQuantity = Annotated[Text, _grammar(grammar.quantity, "cpu")]
-MemoryQuantity = Annotated[Text, _grammar(grammar.quantity, "memory")]
-StorageQuantity = Annotated[Text, _grammar(grammar.quantity, "storage")]
+
+
+def _number_as_text(value):
+    """Kubernetes takes a plain number for a quantity (2147483648 is 2Gi); so does the stack file."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
+        return value
+    return str(value)
+
+
+CpuQuantity = Annotated[Text, BeforeValidator(_number_as_text), _grammar(grammar.quantity, "cpu")]
+MemoryQuantity = Annotated[Text, BeforeValidator(_number_as_text), _grammar(grammar.quantity, "memory")]
+StorageQuantity = Annotated[Text, BeforeValidator(_number_as_text), _grammar(grammar.quantity, "storage")]
 Duration = Annotated[Text, _grammar(grammar.duration)]
 Image = Annotated[Text, _grammar(grammar.image_reference)]
 Topic = Annotated[Text, _grammar(grammar.topic_filter_for_acl)]
@@ -67,9 +76,8 @@ HostName = Annotated[Text, _grammar(_host_name)]
 NfsPath = Annotated[str, _pattern(r"^/[A-Za-z0-9._/-]*$", "use an absolute export path such as /exports/mqtt")]
 DnsName = Annotated[Text, _grammar(grammar.san_dns_name)]
 IpAddress = Annotated[Text, _grammar(grammar.ip_address)]
-Organization = Annotated[str, _pattern(r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]{1,56}$",
-                                       "use 1 to 56 printable characters (the CA's name adds ' MQTT CA' within "
-                                       "X.509's 64)")]
+Organization = Annotated[str, _pattern(r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]{1,64}$",
+                                       "use 1 to 64 printable characters")]
 StorageClassName = Annotated[Text, _grammar(grammar.dns_subdomain)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 PresetName = Literal["edge-broker", "standard-broker", "enterprise-broker", "ha-cluster"]

@@ -186,8 +186,10 @@ MISTAKES = [
      "pki.extraIpAddresses[0]", "LoadBalancer"),
     ("localhost-as-extra-name", _with(SINGLE, "  mqtt-estate:pki: {extraDnsNames: [localhost]}"),
      "pki.extraDnsNames[0]", "loopbackSans"),
-    ("organization-too-long-for-the-ca-name", _with(SINGLE, "  mqtt-estate:pki: {organization: '" + "o" * 57 + "'}"),
-     "pki.organization", "56"),
+    ("organization-beyond-x509", _with(SINGLE, "  mqtt-estate:pki: {organization: '" + "o" * 65 + "'}"),
+     "pki.organization", "64"),
+    ("queue-bytes-below-one-packet", _with(SINGLE, "    limits: {maxQueuedBytes: 1024}"),
+     "broker.limits.maxQueuedBytes", "maxPacketSize"),
     ("autoscaling-with-fixed-replicas", _with(SINGLE, "    replicas: 2\n    ha: {maxReplicas: 4}"),
      "broker.replicas", "minReplicas"),
 ]
@@ -205,7 +207,8 @@ VALID = [
     ("spaces-inside-acl-levels", "    acl: {patterns: [{access: read, topic: 'plant/line a/%u/#'}]}"),
     ("queue-capped-by-bytes", "    limits: {maxQueuedMessages: 100000, maxQueuedBytes: 268435456}"),
     ("longest-namespace", "  mqtt-estate:namespace: {name: " + "n" * 63 + "}"),
-    ("longest-organization", "  mqtt-estate:pki: {organization: '" + "o" * 56 + "'}"),
+    ("longest-organization", "  mqtt-estate:pki: {organization: '" + "o" * 64 + "'}"),
+    ("plain-number-quantities", "    resources: {memoryLimit: 2147483648, memoryRequest: 1073741824}"),
     ("yaml-anchors-and-merge", "    limits: &limits {maxQueuedMessages: 500}\n    resources: {cpuLimit: '2'}"),
 ]
 
@@ -356,8 +359,8 @@ def test_program_refuses_without_secret_mutable_provider():
 
 
 @pytest.mark.parametrize("extra", ["  mqtt-estate:namespace: {name: " + "n" * 63 + "}",
-                                   "  mqtt-estate:pki: {organization: '" + "o" * 56 + "'}"],
-                         ids=["63-character-namespace", "56-character-organization"])
+                                   "  mqtt-estate:pki: {organization: '" + "o" * 64 + "'}"],
+                         ids=["63-character-namespace", "64-character-organization"])
 def test_longest_names_render(tmp_path, state_dir, extra):
     """Names at the limits still make certificates (a common name is at most 64 characters)."""
     path = tmp_path / "long.yaml"
