@@ -297,6 +297,24 @@ def acl_patterns_by_username(props, _cfg):
     for rule in parse_acl(text or "").patterns:
         if "%c" in rule.topic and "%u" not in rule.topic:
             yield f"acl: 'pattern {rule.topic}' keys devices by client id, which any client can choose; use %u"
+        elif rule.topic.split("/")[0] in ("%u", "%c") and rule.access:
+            yield (f"acl: 'pattern {rule.topic}' makes the name the topic root: a user named like a namespace "
+                   "(spBv1.0, factory) would own it; put a fixed prefix first, e.g. devices/%u/#")
+
+
+SESSION_UNITS = {"h": 1, "d": 24, "w": 24 * 7, "m": 24 * 30, "y": 24 * 365}
+
+
+def session_expiry(props, cfg):
+    """Sessions of clients that never come back hold their queues until they expire."""
+    limit = atoi(cfg.get("maximumSessionHours"), 24 * 365)
+    for key, conf in mosquitto_confs(props).items():
+        value = (setting(conf, "persistent_client_expiration") or "").strip()
+        if value[:-1].isdigit() and value[-1:] in SESSION_UNITS:
+            hours = int(value[:-1]) * SESSION_UNITS[value[-1]]
+            if hours > limit:
+                yield (f"{key}: persistent_client_expiration {value} keeps an abandoned session and its queue for "
+                       f"{hours} h (at most {limit} h)")
 
 
 # --- one name, one identity ----------------------------------------------------------------------------------
@@ -440,6 +458,10 @@ POLICIES = [
     resource_policy("broker-persistence", "Persistence lives on the data volume with autosave and session expiry.",
                     MANDATORY, "Keep broker.persistence.enabled with autosaveInterval > 0 and a sessionExpiry.",
                     [CONFIG_MAP], persistence, DATA_PATH),
+    resource_policy("broker-session-expiry-bounded", "Abandoned sessions expire within a year.", ADVISORY,
+                    "Set broker.persistence.sessionExpiry to the longest outage a device may have (e.g. 7d-90d).",
+                    [CONFIG_MAP], session_expiry,
+                    {"maximumSessionHours": {"type": "integer", "minimum": 1, "default": 24 * 365}}),
     resource_policy("broker-sys-metrics", "$SYS metrics are published (probes, exporters).", ADVISORY,
                     "Keep sys_interval > 0.", [CONFIG_MAP], sys_interval),
     resource_policy("broker-password-hashes", "Password files hold $7$ PBKDF2-SHA512 hashes with enough iterations.",

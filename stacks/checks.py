@@ -167,6 +167,10 @@ def _key_specs(estate: Estate) -> Issues:
 def _names(estate: Estate) -> Issues:
     """Certificate names that would only look like they work."""
     for i, name in enumerate(estate.pki.extra_dns_names):
+        labels = name.lower().split(".")
+        if labels[0] == "*" and len(labels) == 3 and labels[1] in REGISTRY_LABELS:
+            yield ConfigIssue(["pki", "extraDnsNames", i], f"{name!r} covers a public suffix (every domain under "
+                                                           f"{'.'.join(labels[1:])}); name your own domain")
         if name.lower() == "localhost":
             yield ConfigIssue(["pki", "extraDnsNames", i], "'localhost' is not allowed here (set pki.loopbackSans: "
                                                            "true, which is meant for kubectl port-forward)")
@@ -178,6 +182,10 @@ def _names(estate: Estate) -> Issues:
         elif ip.is_loopback:
             yield ConfigIssue(["pki", "extraIpAddresses", i], f"{address!r} is a loopback address (set "
                                                               "pki.loopbackSans: true instead)")
+
+
+REGISTRY_LABELS = ("co", "com", "net", "org", "gov", "edu", "ac", "or", "ne", "go", "gob", "mil")
+"""Second-level labels under which registries sell domains (co.uk, com.au, ac.jp, ...): '*.co.uk' is everyone's."""
 
 
 def _frontend(estate: Estate) -> Issues:

@@ -111,6 +111,8 @@ MISTAKES = [
      "pki.extraDnsNames[0]", "*"),
     ("double-wildcard", _with(SINGLE, "  mqtt-estate:pki: {extraDnsNames: ['*.*.plant.example']}"),
      "pki.extraDnsNames[0]", "*"),
+    ("wildcard-for-a-public-suffix", _with(SINGLE, "  mqtt-estate:pki: {extraDnsNames: ['*.co.uk']}"),
+     "pki.extraDnsNames[0]", "public suffix"),
     ("kube-system-namespace", _with(SINGLE, "  mqtt-estate:namespace: {name: kube-system}"),
      "namespace.name", "system namespace"),
     ("kube-node-lease-namespace", _with(SINGLE, "  mqtt-estate:namespace: {name: kube-node-lease, create: false}"),
