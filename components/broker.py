@@ -23,12 +23,12 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components.acl import AclUser, render_acl
-from components.kube import (RESTRICTED_CONTAINER, content_hash, dns_name, labels, namespace_labels,
-                             restricted_pod, selector, skip_await_annotation)
+from components.kube import (RESTRICTED_CONTAINER, client_service, content_hash, dns_name, labels,
+                             namespace_labels, restricted_pod, selector)
 from components.mosquitto_conf import (AUTH_DIR, BRIDGE_CERT_DIR, CERT_DIR, CONFIG_DIR, DATA_DIR, HEALTH_ACL,
                                        HEALTH_PORT, HEALTH_TOPIC, RUN_DIR, START_SCRIPT, BrokerSettings,
                                        render_bridge, render_mosquitto_conf)
-from components.names import INTERNAL_PORT_NAME
+from components.names import INTERNAL_PORT_NAME, pod_dns_name, pod_dns_names  # noqa: F401 (public API)
 from components.passwords import password_file
 from components.pki import ClientCertificate
 
@@ -104,10 +104,6 @@ class AutoscalingArgs(TypedDict, total=False):
     min_replicas: int
     max_replicas: int
     target_cpu_percent: int
-
-
-def pod_dns_name(name: str, namespace: str, ordinal: int) -> str:
-    return f"{name}-{ordinal}.{name}-headless.{namespace}.svc.cluster.local"
 
 
 def _exec_probe(period: int, failures: int) -> dict:
@@ -223,11 +219,9 @@ class MosquittoBroker(pulumi.ComponentResource):
             f"{name}-headless", metadata=meta(headless),
             spec={"clusterIP": "None", "publishNotReadyAddresses": True, "selector": sel, "ports": ports},
             opts=child)
-        service_spec: dict = {"type": args.get("service_type", "ClusterIP"), "selector": sel, "ports": ports}
-        if args.get("load_balancer_source_ranges"):
-            service_spec["loadBalancerSourceRanges"] = list(args["load_balancer_source_ranges"])
-        service_meta = meta(name, **({"annotations": skip_await_annotation(args)} if args.get("skip_await") else {}))
-        k8s.core.v1.Service(f"{name}-service", metadata=service_meta, spec=service_spec, opts=child)
+        extra, service_spec = client_service(args.get("service_type", "ClusterIP"), sel, ports,
+                                             args.get("load_balancer_source_ranges"), args.get("skip_await", False))
+        k8s.core.v1.Service(f"{name}-service", metadata=meta(name, **extra), spec=service_spec, opts=child)
 
         res = args.get("resources", {})
         container = {
@@ -381,12 +375,3 @@ def _scheme(lst) -> str:
     base = "ws" if lst.get("protocol") == "websockets" else "mqtt"
     return base + ("s" if lst.get("tls") else "")
 
-
-def service_dns_names(service: str, namespace: str) -> list[str]:
-    """Every form of a Service's in-cluster name that a client may use."""
-    return [service, f"{service}.{namespace}", f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.cluster.local"]
-
-
-def pod_dns_names(name: str, namespace: str, replicas: int) -> list[str]:
-    """Every name a client may use for the brokers: the Service's forms and each pod's stable DNS name."""
-    return service_dns_names(name, namespace) + [pod_dns_name(name, namespace, i) for i in range(replicas)]

@@ -26,11 +26,10 @@ import pulumi_random as random
 
 from components.haproxy_cfg import PEER_PORT, STATS_PORT, FrontendPort, render_haproxy_cfg
 from components.haproxy_pod import APP, frontend_container, frontend_pod_template
-from components.kube import content_hash, labels, selector
+from components.kube import client_service, content_hash, labels, selector
 from components.pki import ClientCertificate
 
 START_SCRIPT = (Path(__file__).with_name("haproxy_start.sh")).read_text()
-SKIP_AWAIT = "pulumi.com/skipAwait"
 
 
 class HaProxyFrontendArgs(TypedDict, total=False):
@@ -146,14 +145,12 @@ class HaProxyFrontend(pulumi.ComponentResource):
             spec={"clusterIP": "None", "publishNotReadyAddresses": True, "selector": self._selector,
                   "ports": [{"name": "peers", "port": PEER_PORT, "targetPort": "peers", "protocol": "TCP"}]},
             opts=self._child)
-        spec: dict = {"type": args.get("service_type", "ClusterIP"), "selector": self._selector,
-                      "ports": [{"name": p["name"], "port": p["port"], "targetPort": p["name"], "protocol": "TCP"}
-                                for p in args["ports"]]}
-        if args.get("load_balancer_source_ranges"):
-            spec["loadBalancerSourceRanges"] = list(args["load_balancer_source_ranges"])
+        ports = [{"name": p["name"], "port": p["port"], "targetPort": p["name"], "protocol": "TCP"}
+                 for p in args["ports"]]
+        extra, spec = client_service(args.get("service_type", "ClusterIP"), self._selector, ports,
+                                     args.get("load_balancer_source_ranges"), args.get("skip_await", False))
         if spec["type"] == "LoadBalancer":
             spec["externalTrafficPolicy"] = "Local"  # keep client source addresses for stickiness
-        extra = {"annotations": {SKIP_AWAIT: "true"}} if args.get("skip_await", False) else {}
         k8s.core.v1.Service(f"{self._name}-service", metadata=self._meta(self._name, **extra), spec=spec,
                             opts=self._child)
 

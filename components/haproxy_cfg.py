@@ -30,6 +30,11 @@ check is checked again after 250 ms (fall 2: down within about 2.3 s of dying if
 broker is probed every second and is back in rotation about 1.3 s after it answers again (rise 2 at fastinter)."""
 
 
+def server_id(ordinal: int) -> str:
+    """HAProxy's name for the server of broker ordinal N, the same in every backend (`track` pairs them by it)."""
+    return f"b{ordinal}"
+
+
 def mqtt_connect_hex(client_id: str, keepalive: int = 10) -> str:
     """An MQTT 3.1.1 CONNECT (clean session, no credentials: the check's identity is its certificate).
 
@@ -146,7 +151,7 @@ def render_haproxy_cfg(s: HaProxySettings) -> str:
             f"    default-server init-addr none resolvers cluster on-marked-down shutdown-sessions "
             f"maxconn {s['server_maxconn']}",
         ]
-        lines += [f"    server b{i} {server}:{port['port']} track {HEALTH_BACKEND}/b{i}"
+        lines += [f"    server {server_id(i)} {server}:{port['port']} track {HEALTH_BACKEND}/{server_id(i)}"
                   for i, server in enumerate(s["servers"])]
     return "\n".join(lines) + "\n"
 
@@ -183,4 +188,4 @@ def _health_backend(s: HaProxySettings) -> list[str]:
         f"    tcp-check send-binary {DISCONNECT_HEX}",
         f"    default-server init-addr none resolvers cluster check check-ssl crt {CERT_DIR}/check.pem "
         f"ca-file {CERT_DIR}/ca.crt verify required verifyhost {s['check_name']} {CHECK_TIMING}",
-    ] + [f"    server b{i} {server}:{s['check_port']}" for i, server in enumerate(s["servers"])]
+    ] + [f"    server {server_id(i)} {server}:{s['check_port']}" for i, server in enumerate(s["servers"])]

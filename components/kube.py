@@ -58,6 +58,15 @@ def namespace_labels() -> dict[str, str]:
             "app.kubernetes.io/part-of": PART_OF}
 
 
-def skip_await_annotation(args) -> dict[str, str]:
-    """`pulumi.com/skipAwait` when asked: the provider then does not wait for a LoadBalancer address."""
-    return {"pulumi.com/skipAwait": "true"} if args.get("skip_await") else {}
+SKIP_AWAIT = "pulumi.com/skipAwait"
+"""Skips the provider's wait for a LoadBalancer address (pulumi-kubernetes metadata/overrides.go:100-110)."""
+
+
+def client_service(service_type: str, pod_selector: dict, ports: list[dict], source_ranges, skip_await: bool
+                   ) -> tuple[dict, dict]:
+    """(extra metadata, spec) of the Service clients connect to: ports by name, source ranges for a LoadBalancer,
+    and the skip-await annotation when asked."""
+    spec: dict = {"type": service_type, "selector": pod_selector, "ports": ports}
+    if source_ranges:
+        spec["loadBalancerSourceRanges"] = list(source_ranges)
+    return ({"annotations": {SKIP_AWAIT: "true"}} if skip_await else {}), spec

@@ -59,3 +59,18 @@ def internal_users(broker: str) -> dict[str, str]:
     `user` blocks of one name), so no user may take one."""
     return {bridge_user(broker): "the brokers' bridges (readwrite #)",
             frontend_check_user(broker): "the frontend's health checks"}
+
+
+def pod_dns_name(name: str, namespace: str, ordinal: int) -> str:
+    """A broker pod's stable DNS name (StatefulSet `name`, headless Service `<name>-headless`)."""
+    return f"{name}-{ordinal}.{name}-headless.{namespace}.svc.cluster.local"
+
+
+def service_dns_names(service: str, namespace: str) -> list[str]:
+    """Every form of a Service's in-cluster name that a client may use."""
+    return [service, f"{service}.{namespace}", f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.cluster.local"]
+
+
+def pod_dns_names(name: str, namespace: str, replicas: int) -> list[str]:
+    """Every name a client may use for the brokers: the Service's forms and each pod's stable DNS name."""
+    return service_dns_names(name, namespace) + [pod_dns_name(name, namespace, i) for i in range(replicas)]

@@ -25,7 +25,7 @@ from estate.haproxy_files import frontend_ports, rewrite_haproxy_cfg
 from estate.haproxy_runtime import server_states
 from estate.mounts import rewrite_paths
 from estate.manifests import pod_files, workloads
-from components.haproxy_cfg import HEALTH_BACKEND, PEER_PORT
+from components.haproxy_cfg import HEALTH_BACKEND, PEER_PORT, server_id
 from components.mosquitto_conf import AUTH_DIR, CONFIG_DIR, RUN_DIR, parse_listeners
 from estate.mosquitto_files import rewrite_conf
 from estate.output import write_file
@@ -276,7 +276,7 @@ class LocalEstate:
         backend shows exactly the running brokers up), so no client is sent to an ordinal that does not exist."""
         if not self.frontends:
             return
-        wanted = {f"b{i}" for i in range(len(self.brokers))}
+        wanted = {server_id(i) for i in range(len(self.brokers))}
         deadline = time.monotonic() + timeout
         for proc in self.frontends:
             sock = proc.directory / "tmp" / "haproxy.sock"
@@ -336,7 +336,7 @@ class LocalEstate:
         fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         write_file(local_cfg, rewrite_haproxy_cfg(cfg, proc.ports, addresses, peers, mounts, self.unused_port,
                                                   fd_limit if fd_limit != resource.RLIM_INFINITY else None))
-        spec_env = self._frontend_secret_env(container, mounts)
+        spec_env = self._frontend_env(container, mounts)
         script = str(proc.directory / cfg_pod_path.lstrip("/")).replace("haproxy.cfg", "start.sh")
         proc.command = ["/bin/sh", script]
         proc.env = {**proc.env, **spec_env, "HAPROXY_CFG": str(local_cfg), "HAPROXY_RUN_DIR": mounts["/tmp"],
@@ -351,7 +351,7 @@ class LocalEstate:
                                                  broker_listener.get("mtls", False),
                                                  broker_listener.get("allow_anonymous", False)))
 
-    def _frontend_secret_env(self, container: dict, mounts: dict[str, str]) -> dict[str, str]:
+    def _frontend_env(self, container: dict, mounts: dict[str, str]) -> dict[str, str]:
         """The container's environment as the kubelet would set it: literal values (a path under a mount points
         at the pod directory's copy, as in haproxy.cfg) and any secretKeyRef. The stats credentials are not in
         the environment: they are files of the mounted stats Secret, which _write_pod_files wrote (mode 0600)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 import threading
 import uuid
@@ -49,8 +50,6 @@ class AddressedClient(mqtt.Client):
         self._dial_address = address
 
     def _create_socket_connection(self):
-        import socket
-
         return socket.create_connection((self._dial_address, self._port), timeout=self._connect_timeout)
 
 

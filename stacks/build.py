@@ -9,14 +9,15 @@ import pulumi
 
 import math
 
-from components.broker import APP as BROKER_APP
 from components import names
-from components.broker import BrokerUserArgs, MosquittoBroker, pod_dns_name, pod_dns_names, service_dns_names
+from components.broker import APP as BROKER_APP
+from components.broker import BrokerUserArgs, MosquittoBroker
 from components.haproxy import APP as FRONTEND_APP
 from components.haproxy import HaProxyFrontend
 from components.kube import selector
 from components.nfs import NfsStorage
 from components.pki import Pki
+from stacks.checks import server_names
 from stacks.model import SECRET_KEY_PREFIX, Estate
 
 SecretLookup = Callable[[str], Optional[pulumi.Output[str]]]
@@ -33,14 +34,6 @@ class EstateResources:
     def endpoints(self) -> dict[str, str]:
         """Where clients connect: the frontend when there is one, else the broker Service."""
         return self.frontend.endpoints if self.frontend else self.broker.endpoints
-
-
-def server_names(estate: Estate) -> list[str]:
-    """Every name clients are told to use: the broker Service and pods, the frontend Service (TLS passes through it,
-    so the broker's certificate is what clients see there), and the names given for a LoadBalancer."""
-    name, namespace = estate.broker.name, estate.namespace.name
-    frontend = service_dns_names(names.frontend_name(name), namespace) if estate.frontend_enabled else []
-    return pod_dns_names(name, namespace, estate.max_replicas) + frontend + list(estate.pki.extra_dns_names)
 
 
 def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
@@ -148,10 +141,10 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
             "ports": [{"name": lst.name, "port": lst.port, "tls": lst.tls,
                        "scheme": ("wss" if lst.protocol == "websockets" else "mqtts") if lst.tls else "mqtt"}
                       for lst in broker_cfg.listeners if lst.protocol == "mqtt" or lst.tls],
-            "broker_servers": [pod_dns_name(name, namespace, i) for i in range(estate.max_replicas)],
+            "broker_servers": [names.pod_dns_name(name, namespace, i) for i in range(estate.max_replicas)],
             "broker_selector": selector(BROKER_APP, name),
             "internal_port": ha.internal_port,
-            "check_name": pod_dns_name(name, namespace, 0),
+            "check_name": names.pod_dns_name(name, namespace, 0),
             "check_certificate": pki.clients[check_user],
             "ca_cert_pem": pki.ca_cert_pem,
             "topology": ha.topology,

@@ -13,9 +13,9 @@ import ipaddress
 from decimal import Decimal
 from typing import Iterator, Mapping, Optional
 
-from components.names import internal_users, reserved_listener_names, reserved_ports
+from components.names import (frontend_name, internal_users, pod_dns_names, reserved_listener_names,
+                              reserved_ports, service_dns_names)
 from stacks import grammar
-from stacks.build import server_names
 from stacks.ca_check import check_existing_ca
 from stacks.errors import PROJECT, ConfigIssue
 from stacks.model import CA_SECRET_KEYS, SECRET_KEY_PREFIX, Estate, Resources
@@ -72,30 +72,26 @@ def _listeners(estate: Estate) -> Issues:
             yield ConfigIssue(["broker", "ha", "internalPort"], f"{internal} is already used by "
                                                                 f"{taken_ports[internal]} (use a free port)")
         elif internal < 1024:
-            yield ConfigIssue(["broker", "ha", "internalPort"], f"{internal} is a privileged port, which the "
-                                                                "unprivileged broker pods cannot open (use 1024-65535)")
+            yield _privileged(["broker", "ha", "internalPort"], internal, "broker")
         else:
             taken_ports[internal] = "broker.ha.internalPort (bridges and health checks)"
     seen_names: dict[str, int] = {}
     seen_ports: dict[int, int] = {}
     for i, lst in enumerate(broker.listeners):
         loc = ["broker", "listeners", i]
-        if lst.name in seen_names:
-            yield ConfigIssue(loc + ["name"], f"{lst.name!r} is already used by listeners[{seen_names[lst.name]}] "
-                                              "(names must be unique)")
+        repeated = _repeated(loc + ["name"], lst.name, seen_names, i, "listeners", "names")
+        if repeated:
+            yield repeated
         elif lst.name in reserved_names:
             yield ConfigIssue(loc + ["name"], f"{lst.name!r} is reserved for {reserved_names[lst.name]} "
                                               "(choose another name)")
-        if lst.port in seen_ports:
-            yield ConfigIssue(loc + ["port"], f"{lst.port} is already used by listeners[{seen_ports[lst.port]}] "
-                                              "(ports must be unique)")
+        repeated = _repeated(loc + ["port"], lst.port, seen_ports, i, "listeners", "ports")
+        if repeated:
+            yield repeated
         elif lst.port in taken_ports:
             yield ConfigIssue(loc + ["port"], f"{lst.port} is reserved for {taken_ports[lst.port]} (use another port)")
         elif lst.port < 1024:
-            yield ConfigIssue(loc + ["port"], f"{lst.port} is a privileged port, which the unprivileged broker and "
-                                              "HAProxy pods cannot open (use 1024-65535)")
-        seen_names.setdefault(lst.name, i)
-        seen_ports.setdefault(lst.port, i)
+            yield _privileged(loc + ["port"], lst.port, "broker and HAProxy")
         if lst.require_certificate and not lst.tls:
             yield ConfigIssue(loc + ["requireCertificate"], "true needs tls: true on the same listener")
         elif lst.require_certificate and lst.protocol == "websockets":
@@ -107,6 +103,19 @@ def _listeners(estate: Estate) -> Issues:
                                                             "there); use an mqtt listener for certificate logins")
         if "tls_version" in lst.model_fields_set and not lst.tls:
             yield ConfigIssue(loc + ["tlsVersion"], "has no effect without tls: true on the same listener")
+
+
+def _repeated(loc: list, value, seen: dict, index: int, collection: str, what: str) -> Optional[ConfigIssue]:
+    """The issue when `value` was taken by an earlier entry of `collection`; otherwise records it as taken."""
+    if value in seen:
+        return ConfigIssue(loc, f"{value!r} is already used by {collection}[{seen[value]}] ({what} must be unique)")
+    seen[value] = index
+    return None
+
+
+def _privileged(loc: list, port: int, pods: str) -> ConfigIssue:
+    return ConfigIssue(loc, f"{port} is a privileged port, which the unprivileged {pods} pods cannot open "
+                            "(use 1024-65535)")
 
 
 def _replicas(estate: Estate) -> Issues:
@@ -312,13 +321,12 @@ def _users(estate: Estate) -> Issues:
     seen: dict[str, int] = {}
     for i, user in enumerate(estate.users):
         loc = ["users", i]
-        if user.name in seen:
-            yield ConfigIssue(loc + ["name"], f"{user.name!r} is already used by users[{seen[user.name]}] "
-                                              "(names must be unique)")
+        repeated = _repeated(loc + ["name"], user.name, seen, i, "users", "names")
+        if repeated:
+            yield repeated
         elif user.name in reserved:
             yield ConfigIssue(loc + ["name"], f"{user.name!r} is the identity of {reserved[user.name]} "
                                               "(choose another name: it would share that identity's ACL)")
-        seen.setdefault(user.name, i)
         if user.auth != "password" and not mtls:
             yield ConfigIssue(loc + ["auth"], f"{user.auth!r} needs a listener with requireCertificate: true "
                                               "(or use password)")
@@ -399,6 +407,15 @@ def _pki(estate: Estate, secrets: Mapping[str, Optional[str]]) -> Issues:
         for key, message in check_existing_ca(secrets["caCertPem"], secrets["caKeyPem"], pki.leaf_validity_hours,
                                               server_names(estate)):
             yield ConfigIssue([key], message)
+
+
+def server_names(estate: Estate) -> list[str]:
+    """Every name clients are told to use: the broker Service and pods, the frontend Service (TLS passes through it,
+    so the broker's certificate is what clients see there), and the names given for a LoadBalancer. The server
+    certificate carries them (stacks/build.py), and a brought CA must permit them."""
+    name, namespace = estate.broker.name, estate.namespace.name
+    frontend = service_dns_names(frontend_name(name), namespace) if estate.frontend_enabled else []
+    return pod_dns_names(name, namespace, estate.max_replicas) + frontend + list(estate.pki.extra_dns_names)
 
 
 def _camel(snake: str) -> str:

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from components.haproxy import SKIP_AWAIT, HaProxyFrontend
+from components.haproxy import HaProxyFrontend
+from components.kube import SKIP_AWAIT
 from components.haproxy_cfg import CHECK_TIMING, HEALTH_BACKEND, render_haproxy_cfg
 from components.haproxy_pod import HAPROXY_UID, STATS_DIR, STATS_FILE_MODE
 from components.pki import Pki
