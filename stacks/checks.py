@@ -22,7 +22,8 @@ from stacks.model import CA_SECRET_KEYS, SECRET_KEY_PREFIX, Estate, Resources
 
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 CONNECTION_MEMORY = 64 * 1024
-"""Bytes a broker needs per connection, TLS buffers included (OpenSSL holds ~2 x 16 KiB records per direction)."""
+"""Our estimate of what a broker needs per connection, TLS included (not read in OpenSSL's or mosquitto's source,
+not measured here: a deliberately generous bound, so only a count that cannot possibly fit is refused)."""
 MiB = 1024 * 1024
 
 Issues = Iterator[ConfigIssue]
@@ -261,7 +262,8 @@ def _resources(estate: Estate) -> Issues:
 
 FRONTEND_RESOURCES = {"cpu": ("250m", "1"), "memory": ("256Mi", "512Mi")}
 FRONTEND_CONNECTION_MEMORY = 4 * 1024
-"""HAProxy's own state per proxied connection pair; buffers are taken only while data is in flight."""
+"""Our estimate of HAProxy's own state per idle proxied connection (not read in HAProxy's source, not measured here:
+it only refuses counts that cannot possibly fit, such as a million connections in 512 MiB)."""
 """HaProxyFrontend's defaults (components/haproxy.py)."""
 
 
