@@ -27,7 +27,7 @@ from components.kube import (RESTRICTED_CONTAINER, client_service, content_hash,
                              namespace_labels, restricted_pod, selector)
 from components.mosquitto_conf import (AUTH_DIR, BRIDGE_CERT_DIR, CERT_DIR, CONFIG_DIR, DATA_DIR, HEALTH_ACL,
                                        HEALTH_PORT, HEALTH_TOPIC, RUN_DIR, START_SCRIPT, BrokerSettings,
-                                       render_bridge, render_mosquitto_conf)
+                                       ListenerSpec, render_bridge, render_mosquitto_conf)
 from components.names import INTERNAL_PORT_NAME, pod_dns_name, pod_dns_names  # noqa: F401 (public API)
 from components.passwords import password_file
 from components.pki import ClientCertificate
@@ -180,7 +180,12 @@ class MosquittoBroker(pulumi.ComponentResource):
             passwords[user["name"]] = pulumi.Output.secret(given)
         scope = f"{ns}/{name}"
         iterations = args.get("password_iterations", 210_000)
-        acl = render_acl(users, args.get("acl_patterns", ()), args.get("factory_zones"), args.get("sparkplug", False))
+        acl_rules = (args.get("acl_patterns", ()), args.get("factory_zones"), args.get("sparkplug", False))
+        acl = render_acl(users, *acl_rules)
+        # a listener that admits anonymous clients reads an ACL of its own: its anonymous rules, then the same
+        # user blocks (mosquitto_conf._listener_block names the file `<listener>.acl`)
+        listener_acls = {f"{lst['name']}.acl": render_acl(users, *acl_rules, anonymous=lst.get("anonymous_topics", ()))
+                         for lst in listeners if lst.get("allow_anonymous") and not lst.get("require_certificate")}
         names = sorted(passwords)
         # PBKDF2 at production iterations is slow on purpose: hash in a worker thread so several brokers'
         # files are computed side by side instead of holding up the event loop one after another.
@@ -189,8 +194,9 @@ class MosquittoBroker(pulumi.ComponentResource):
                 None, password_file, dict(zip(names, pws)), scope, iterations))
         auth_secret = k8s.core.v1.Secret(
             f"{name}-auth", metadata=meta(f"{name}-auth"), type="Opaque",
-            string_data={"passwd": passwd, "acl": acl}, opts=child)
-        auth_hash = pulumi.Output.unsecret(passwd.apply(lambda text: content_hash(text, acl)))
+            string_data={"passwd": passwd, "acl": acl, **listener_acls}, opts=child)
+        auth_hash = pulumi.Output.unsecret(passwd.apply(lambda text: content_hash(
+            text, acl, *[f"{key}\0{value}" for key, value in sorted(listener_acls.items())])))
         self.credentials = pulumi.Output.secret(
             pulumi.Output.all(*[passwords[n] for n in names]).apply(lambda pws: dict(zip(names, pws))))
 
@@ -319,10 +325,7 @@ class MosquittoBroker(pulumi.ComponentResource):
             f"{name}-pdb", metadata=meta(name),
             spec={"maxUnavailable": 1, "selector": {"matchLabels": sel}}, opts=child)
 
-        ingress: list[dict] = [{"ports": [{"port": lst["port"], "protocol": "TCP"} for lst in listeners]}]
-        if args.get("internal_clients"):
-            # behind a frontend, clients must come through it (its filtering, stickiness and maxconn)
-            ingress[0]["from"] = [{"podSelector": {"matchLabels": dict(s)}} for s in args["internal_clients"]]
+        ingress = _client_ingress(listeners, args.get("internal_clients", ()))
         egress = [{"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}]
         if internal_port:
             peers = [{"podSelector": {"matchLabels": sel}}]
@@ -354,6 +357,26 @@ class MosquittoBroker(pulumi.ComponentResource):
         self.endpoints = {
             lst["name"]: f"{_scheme(lst)}://{name}.{ns}.svc.cluster.local:{lst['port']}" for lst in listeners}
         self.register_outputs({"service_name": name, "endpoints": self.endpoints, "credentials": self.credentials})
+
+
+def _client_ingress(listeners: Sequence[ListenerSpec], internal_clients: Sequence[Mapping[str, str]]) -> list[dict]:
+    """NetworkPolicy ingress rules for the client listeners.
+
+    Behind a frontend, clients must come through it (its filtering, stickiness, maxconn and source check): one rule
+    from its pods. Without one, a listener with source ranges gets a rule of its own whose peers are those
+    networks, and the other listeners share one rule open to every source. (A rule with no ports admits every
+    port, so the shared rule is left out when every listener has ranges.)"""
+
+    def port(lst: ListenerSpec) -> dict:
+        return {"port": lst["port"], "protocol": "TCP"}
+
+    if internal_clients:
+        return [{"ports": [port(lst) for lst in listeners],
+                 "from": [{"podSelector": {"matchLabels": dict(s)}} for s in internal_clients]}]
+    shared = [port(lst) for lst in listeners if not lst.get("source_ranges")]
+    return ([{"ports": shared}] if shared else []) + [
+        {"from": [{"ipBlock": {"cidr": cidr}} for cidr in lst["source_ranges"]], "ports": [port(lst)]}
+        for lst in listeners if lst.get("source_ranges")]
 
 
 def _refuse_duplicate_users(users: Sequence[BrokerUserArgs]) -> None:

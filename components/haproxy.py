@@ -168,7 +168,8 @@ class HaProxyFrontend(pulumi.ComponentResource):
                 ],
                 "egress": [
                     {"to": [{"podSelector": {"matchLabels": dict(args["broker_selector"])}}],
-                     "ports": [{"port": p["port"], "protocol": "TCP"} for p in args["ports"]]
+                     "ports": [{"port": port, "protocol": "TCP"} for port in dict.fromkeys(
+                         p.get("broker_port", p["port"]) for p in args["ports"])]
                      + [{"port": args["internal_port"], "protocol": "TCP"}]},
                     {"to": own_pods, "ports": [{"port": PEER_PORT, "protocol": "TCP"}]},
                     {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},

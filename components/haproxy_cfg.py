@@ -23,6 +23,8 @@ CHECK_CLIENT_ID = ""
 """Empty: the broker assigns a fresh id, so checks from several replicas never take over each other's session."""
 HEALTH_BACKEND = "health"
 """The one backend whose servers run the MQTT checks (a reserved listener name, see components/names.py)."""
+SHARED_TABLE = "shared-subs"
+"""The stick table every shared-subscription port follows: one entry, the broker all their consumers use."""
 CHECK_TIMING = "inter 2s downinter 1s fastinter 250ms fall 2 rise 2"
 """A check is three lines in a broker's log (connection, client connected, client disconnected, with
 connection_messages true): every 2 s that is 1.5 lines/s per broker per HAProxy replica. A broker that fails one
@@ -53,10 +55,16 @@ DISCONNECT_HEX = "e000"
 class FrontendPort(TypedDict, total=False):
     name: str
     port: int
-    """Port clients connect to (and the broker listener it forwards to)."""
+    """Port clients connect to."""
+    broker_port: int
+    """The broker listener it forwards to (default: the same port)."""
+    shared: bool
+    """A shared-subscription port: every client of every such port goes to one broker (see _shared_backend)."""
     tls: bool
     scheme: str
     """URL scheme clients use (mqtt, mqtts, wss); only for the endpoints output."""
+    source_ranges: Sequence[str]
+    """CIDRs that may connect (the listener's sourceRanges); empty: every source."""
 
 
 class HaProxySettings(TypedDict, total=False):
@@ -124,15 +132,22 @@ def render_haproxy_cfg(s: HaProxySettings) -> str:
     active_standby = s.get("topology", "active-standby") == "active-standby"
     for port in s["ports"]:
         name, tls = port["name"], port.get("tls", False)
-        lines += ["", f"frontend {name}", f"    bind :{port['port']}", f"    maxconn {s['maxconn']}",
-                  "    tcp-request inspect-delay 5s"]
+        lines += ["", f"frontend {name}", f"    bind :{port['port']}", f"    maxconn {s['maxconn']}"]
+        if port.get("source_ranges"):
+            # HAProxy 2.8 doc/configuration.txt (tag v2.8.0): `tcp-request connection reject` drops a connection
+            # right after accept, before any content rule (13124-13137, 13231-13236); `src` is the client's TCP
+            # source address (20285-20290), matched against IPv4 and IPv6 networks (17485-17515)
+            lines += [f"    tcp-request connection reject unless {{ src {' '.join(port['source_ranges'])} }}"]
+        lines += ["    tcp-request inspect-delay 5s"]
         if tls:
             lines += ["    tcp-request content reject unless { req.ssl_hello_type 1 }"]
         else:
             lines += ["    tcp-request content reject unless { req.payload(0,0),mqtt_is_valid }"]
         lines += [f"    default_backend {name}"]
         lines += ["", f"backend {name}"]
-        if active_standby:
+        if port.get("shared"):
+            lines += _shared_backend()
+        elif active_standby:
             lines += ["    # one broker serves everyone; it keeps serving after the others come back (non-preemptive)",
                       "    balance first",
                       f"    stick-table type integer size 1 expire 7d peers replicas",
@@ -151,9 +166,33 @@ def render_haproxy_cfg(s: HaProxySettings) -> str:
             f"    default-server init-addr none resolvers cluster on-marked-down shutdown-sessions "
             f"maxconn {s['server_maxconn']}",
         ]
-        lines += [f"    server {server_id(i)} {server}:{port['port']} track {HEALTH_BACKEND}/{server_id(i)}"
+        broker_port = port.get("broker_port", port["port"])
+        lines += [f"    server {server_id(i)} {server}:{broker_port} track {HEALTH_BACKEND}/{server_id(i)}"
                   for i, server in enumerate(s["servers"])]
+    if any(port.get("shared") for port in s["ports"]):
+        lines += ["", f"backend {SHARED_TABLE}",
+                  "    # no servers: it holds the one broker that every shared-subscription consumer is sent to",
+                  "    stick-table type integer size 1 expire 7d peers replicas"]
     return "\n".join(lines) + "\n"
+
+
+def _shared_backend() -> list[str]:
+    """Shared subscriptions: mosquitto balances a `$share/<group>/...` subscription among the group's members on
+    one broker only, so every consumer of every shared port goes to the same broker.
+
+    `balance first` picks the live server with the lowest id (HAProxy v2.8.0 doc/configuration.txt:4668-4673);
+    the choice is stored under one key in a table that all shared ports name (`stick on <pattern> table <table>`,
+    lines 12205-12213 and 12161-12167: a shared table holds server ids, which are positions in each backend, and
+    every backend lists b0..bN in the same order) and that the replicas share through `peers`, so every replica
+    sends new consumers where the others are. When that broker is marked down its sessions are shut
+    (`on-marked-down shutdown-sessions`), the consumers reconnect, the stuck server is down and `option
+    redispatch` sends them to the next live broker, which becomes the stored one; they stay there when the old
+    broker comes back (non-preemptive), so a group is never split by a return
+    (tests/test_mqtt5_estate.py::test_shared_group_survives_the_loss_of_its_broker).
+    """
+    return ["    # shared subscriptions: every consumer on one broker (a group is balanced within one broker only)",
+            "    balance first",
+            f"    stick on int(1) table {SHARED_TABLE}"]
 
 
 def _health_backend(s: HaProxySettings) -> list[str]:

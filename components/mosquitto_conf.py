@@ -34,6 +34,12 @@ class ListenerSpec(TypedDict, total=False):
     """Minimum TLS version: tlsv1.2 or tlsv1.3."""
     require_certificate: bool
     """mTLS: clients must present a certificate from our CA; its CN becomes the user name."""
+    allow_anonymous: bool
+    """Anonymous clients on this listener only, under an ACL file of its own, `<name>.acl` (_listener_block)."""
+    anonymous_topics: Sequence[tuple[str, str]]
+    """(access, topic) rules for this listener's anonymous clients: the anonymous block of its ACL file."""
+    source_ranges: Sequence[str]
+    """CIDRs that may connect (the broker's NetworkPolicy, or the frontend's source check); empty: any."""
 
 
 class BridgeSpec(TypedDict, total=False):
@@ -48,6 +54,8 @@ class BrokerSettings(TypedDict, total=False):
     internal_port: int
     """mTLS listener for bridges and frontend health checks (clustered estates only)."""
     allow_anonymous: bool
+    """Anonymous clients on every listener without mTLS, under the shared ACL (grants them nothing); prefer a
+    listener's own allow_anonymous."""
     persistence: bool
     autosave_interval: int
     session_expiry: str
@@ -61,14 +69,28 @@ class BrokerSettings(TypedDict, total=False):
 
 
 def _listener_block(lst: ListenerSpec, settings: BrokerSettings) -> list[str]:
+    """One listener. A listener with its own allow_anonymous reads its own ACL file, `<name>.acl` (the auth
+    Secret's key of that name, components/broker.py); every other listener reads the shared `acl`.
+
+    With `per_listener_settings true` each listener reads its acl_file into its own security options, and an
+    anonymous client's rules are the lines before any `user` line of that file (eclipse/mosquitto v2.0.20
+    src/security_default.c: aclfile__parse keeps `user` NULL until the first `user` line, lines 512 and 607-621,
+    and add__acl files those rules under the entry without a user name, lines 222-226 and 248-249;
+    acl__find_acls gives a client without a user name that entry, lines 727-731). Topic rules are matched as
+    written, with no %u/%c substitution (lines 404-424); a `pattern` line applies to anonymous clients too unless
+    it names %u (lines 454-457); nothing else is granted (line 504). So the listener's file holds its own
+    anonymous rules followed by the same user blocks as the shared file, and named users keep exactly their own
+    rights there; the password file still applies, so a wrong password is refused, not downgraded to anonymous.
+    """
     lines = [f"# {lst['name']}", f"listener {lst['port']}", f"protocol {lst.get('protocol', 'mqtt')}",
              f"max_connections {settings['max_connections']}"]
     if lst.get("require_certificate"):
         lines += ["allow_anonymous false", "use_identity_as_username true"]
     else:
-        lines += [f"allow_anonymous {'true' if settings.get('allow_anonymous') else 'false'}",
-                  f"password_file {RUN_DIR}/passwd"]
-    lines.append(f"acl_file {RUN_DIR}/acl")
+        anonymous = lst.get("allow_anonymous") or settings.get("allow_anonymous")
+        lines += [f"allow_anonymous {'true' if anonymous else 'false'}", f"password_file {RUN_DIR}/passwd"]
+    acl = f"{lst['name']}.acl" if lst.get("allow_anonymous") and not lst.get("require_certificate") else "acl"
+    lines.append(f"acl_file {RUN_DIR}/{acl}")
     if lst.get("tls"):
         lines += [f"cafile {CERT_DIR}/ca.crt", f"certfile {CERT_DIR}/tls.crt", f"keyfile {CERT_DIR}/tls.key",
                   f"tls_version {lst.get('tls_version', 'tlsv1.2')}",
@@ -118,8 +140,23 @@ def render_bridge(bridge: BridgeSpec) -> str:
     """The bridge of one pod to the brokers below it. Pod 0 has none: it is the hub while it lives.
 
     Every pod bridges `#` both ways to the lowest live ordinal below it, so the brokers always form a star
-    around the lowest live ordinal: each message crosses at most two bridges and never comes back (the
-    hub does not echo to the bridge it came from: try_private marks bridge connections).
+    around the lowest live ordinal: each message crosses at most two bridges and never comes back.
+
+    MQTT 5 bridges (eclipse/mosquitto v2.0.20 src/bridge.c; 2.0.11 has the same lines, a few earlier):
+      - properties travel: user properties, response topic, correlation data, content type, payload format and
+        the remaining message expiry are forwarded as the message carries them, so request/response, expiry from
+        offline queues and will properties hold across brokers;
+      - no loops: both ends subscribe with no-local and retain-as-published (the local `#` subscription at
+        lines 188-200, the remote one at lines 543-547), so a message never goes back over the bridge it came
+        from, and retained flags arrive as published;
+      - the hub keeps no session for a bridge: mosquitto 2.0 sends the bridge CONNECT without properties
+        (send__connect(..., NULL) at lines 326 and 467), so the session expiry interval is 0 and the hub drops the
+        bridge's session when it disconnects (src/handle_connect.c:552-558). A broker removed by scale-down, or a
+        spoke that moves to a new hub, therefore leaves no queue behind on the old hub. (A bridge session expiry
+        option, `bridge_session_expiry_interval`, exists only from mosquitto 2.1.)
+      - the spoke keeps its own side: `local_cleansession false` gives the bridge's local session an expiry of
+        never (lines 123-136), so what is published on the spoke while the hub is away is forwarded when the
+        bridge comes back.
     """
     if not bridge.get("upstreams"):
         return ""
@@ -130,9 +167,10 @@ def render_bridge(bridge: BridgeSpec) -> str:
         f"address {' '.join(bridge['upstreams'])}",
         "round_robin false",
         "topic # both 2",
-        "bridge_protocol_version mqttv311",
+        "bridge_protocol_version mqttv50",
         "try_private true",
         "cleansession false",
+        "local_cleansession false",
         f"remote_clientid {bridge['client_id']}",
         f"local_clientid {bridge['client_id']}.local",
         "notifications false",

@@ -7,22 +7,30 @@ import re
 from estate.mounts import rewrite_paths
 
 
-def frontend_ports(cfg: str) -> dict[str, tuple[int, bool]]:
-    """frontend name -> (bind port, tls passthrough), the stats frontend excluded."""
-    found: dict[str, tuple[int, bool]] = {}
-    current = None
+def frontend_ports(cfg: str) -> dict[str, tuple[int, bool, int]]:
+    """frontend name -> (bind port, tls passthrough, broker port its backend forwards to), stats excluded."""
+    binds: dict[str, list] = {}
+    backends: dict[str, str] = {}
+    broker_ports: dict[str, int] = {}
+    kind = current = None
     for line in cfg.splitlines():
-        match = re.match(r"^frontend (\S+)", line)
-        if match:
-            current = match.group(1)
+        section = re.match(r"^(frontend|backend) (\S+)", line)
+        if section:
+            kind, current = section.groups()
             continue
-        if current and current != "stats":
+        if kind == "frontend" and current != "stats":
             bind = re.match(r"^\s+bind :(\d+)", line)
             if bind:
-                found[current] = (int(bind.group(1)), False)
+                binds[current] = [int(bind.group(1)), False]
             if "req.ssl_hello_type" in line:
-                found[current] = (found[current][0], True)
-    return found
+                binds[current][1] = True
+            default = re.match(r"^\s+default_backend (\S+)", line)
+            if default:
+                backends[current] = default.group(1)
+        server = re.match(r"^\s+server \S+ [^\s:]+:(\d+)", line)
+        if kind == "backend" and server:
+            broker_ports.setdefault(current, int(server.group(1)))
+    return {name: (port, tls, broker_ports.get(backends.get(name, ""), port)) for name, (port, tls) in binds.items()}
 
 
 def rewrite_haproxy_cfg(cfg: str, binds: dict[int, int], servers: dict[tuple[str, int], int],

@@ -11,6 +11,7 @@ import ctypes
 import json
 import os
 import pwd
+import re
 import resource
 import shutil
 import signal
@@ -188,6 +189,20 @@ def _with_pod_hosts(command: list[str], hosts: Path, account: pwd.struct_passwd)
             str(hosts), str(account.pw_uid), str(account.pw_gid), *command]
 
 
+def _frontend_sources(cfg: str) -> dict[str, list[str]]:
+    """frontend name -> the networks its `tcp-request connection reject unless { src ... }` admits."""
+    found, current = {}, None
+    for line in cfg.splitlines():
+        section = re.match(r"^frontend (\S+)", line)
+        if section or (line and not line[0].isspace()):
+            current = section.group(1) if section else None
+            continue
+        rule = re.match(r"^\s+tcp-request connection reject unless \{ src (.+) \}$", line)
+        if current and rule:
+            found[current] = rule.group(1).split()
+    return found
+
+
 def _scheme(protocol: str, tls: bool) -> str:
     return ("wss" if tls else "ws") if protocol == "websockets" else ("mqtts" if tls else "mqtt")
 
@@ -343,13 +358,15 @@ class LocalEstate:
                     "PEER_NAME": proc.pod, "PEER_WAIT_SECONDS": "0"}
         self._launch(proc)
         ports = frontend_ports(cfg)
-        for name, (port, tls) in ports.items():
+        sources = _frontend_sources(cfg)
+        for name, (port, tls, broker_port) in ports.items():
             wait_for_port(proc.ports[port], proc.process, proc.directory / "process.log")
-            broker_listener = next((item for b in self.brokers for item in b.listeners if item["name"] == name), {})
+            broker_listener = next((item for b in self.brokers for item in b.listeners
+                                    if item["pod_port"] == broker_port), {})
             protocol = "websockets" if broker_listener.get("transport") == "websockets" else "mqtt"
             proc.listeners.append(self._listener(name, proc.ports[port], port, protocol, tls,
                                                  broker_listener.get("mtls", False),
-                                                 broker_listener.get("allow_anonymous", False)))
+                                                 broker_listener.get("allow_anonymous", False), sources.get(name, [])))
 
     def _frontend_env(self, container: dict, mounts: dict[str, str]) -> dict[str, str]:
         """The container's environment as the kubelet would set it: literal values (a path under a mount points
@@ -366,10 +383,13 @@ class LocalEstate:
         return env
 
     @staticmethod
-    def _listener(name, port, pod_port, protocol, tls, mtls, anonymous) -> dict:
+    def _listener(name, port, pod_port, protocol, tls, mtls, anonymous, source_ranges=()) -> dict:
+        """A listener as clients see it; `source_ranges` are the networks HAProxy admits on it (empty: any). A
+        broker's own listeners carry none: their sourceRanges live in a NetworkPolicy, which nothing enforces on
+        127.0.0.1."""
         return {"name": name, "url": f"{_scheme(protocol, tls)}://127.0.0.1:{port}", "host": "127.0.0.1",
                 "port": port, "pod_port": pod_port, "transport": "websockets" if protocol == "websockets" else "tcp",
-                "tls": tls, "mtls": mtls, "allow_anonymous": anonymous}
+                "tls": tls, "mtls": mtls, "allow_anonymous": anonymous, "source_ranges": list(source_ranges)}
 
     def _launch(self, proc: LocalProcess) -> None:
         proc.directory.mkdir(parents=True, exist_ok=True)

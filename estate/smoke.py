@@ -1,12 +1,15 @@
 """The smoke suite: what the seed chart's test script promised, done for real with paho-mqtt.
 
 For every listener: a valid user gets in, a message makes the round trip, a wrong password and an
-anonymous client are refused (where the stack forbids them), TLS verifies against the estate's CA, and
-mTLS listeners refuse clients without a certificate.
+anonymous client are refused (an anonymous client is accepted where the listener's own mosquitto.conf block
+says `allow_anonymous true`, refused everywhere else), TLS verifies against the estate's CA, and
+mTLS listeners refuse clients without a certificate. A frontend port whose source ranges leave out this
+machine's address must refuse the connection outright, and is checked for that alone.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import uuid
 from dataclasses import dataclass
@@ -34,6 +37,14 @@ def _login(listener: dict, conn: dict, credentials: dict) -> dict | None:
     return {"username": user, "password": credentials[user], "user": user} if user else None
 
 
+def _outside_sources(listener: dict) -> bool:
+    """Whether the address clients dial from here is outside the networks the listener admits (HAProxy closes such
+    a connection before reading a byte of it; a broker's NetworkPolicy is not enforced locally)."""
+    ranges = listener.get("source_ranges") or []
+    here = ipaddress.ip_address(listener["host"])
+    return bool(ranges) and not any(here in ipaddress.ip_network(r, strict=False) for r in ranges)
+
+
 def run_smoke(conn: dict) -> list[Check]:
     credentials = json.loads(Path(conn["credentials_file"]).read_text())
     ca = conn["ca_file"]
@@ -45,6 +56,14 @@ def run_smoke(conn: dict) -> list[Check]:
             checks.append(Check(name, "valid user accepted", False, "no admin user with a matching login"))
             continue
         user = login.pop("user")
+        if _outside_sources(lst):
+            refused = connect(lst, ca_file=ca, **login)
+            checks.append(Check(name, f"refused from {lst['host']}, outside its source ranges "
+                                      f"({' '.join(lst['source_ranges'])})",
+                                not refused.accepted and refused.reason is None and "timeout" not in refused.error,
+                                refused.error or f"reason {refused.reason}"))
+            refused.close()
+            continue
         pub = connect(lst, ca_file=ca, **login)
         checks.append(Check(name, f"valid user {user!r} accepted", pub.accepted, pub.error or f"reason {pub.reason}"))
         if lst["tls"]:
@@ -65,7 +84,8 @@ def run_smoke(conn: dict) -> list[Check]:
         wrong.close()
         anon = connect(lst, ca_file=ca)
         if lst["allow_anonymous"]:
-            checks.append(Check(name, "anonymous accepted (stack allows it)", anon.accepted, f"reason {anon.reason}"))
+            checks.append(Check(name, "anonymous accepted (the listener allows it)", anon.accepted,
+                                f"reason {anon.reason}"))
         else:
             checks.append(Check(name, "anonymous refused", not anon.accepted, f"reason {anon.reason}"))
         anon.close()

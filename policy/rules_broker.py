@@ -6,9 +6,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from policy_kit import (ADVISORY, CONFIG_MAP, MANDATORY, SECRET, TLS_ORDER, as_list, as_map, as_text, atoi,
-                        is_loopback, mosquitto_confs, name_of, object_data, resource_policy, setting, stack_policy)
-from stacks.grammar import matches_everything_from_depth, topic_matches
+from policy_kit import (ADVISORY, CONFIG_MAP, MANDATORY, SECRET, TLS_ORDER, WORKLOADS, as_int, as_list, as_map,
+                        as_text, atoi, containers, is_loopback, metadata, mosquitto_confs, name_of, namespace_of,
+                        object_data, pod_spec, resource_policy, setting, stack_policy)
+from stacks.grammar import is_open_cidr, matches_everything_from_depth, ranges_cover_everything, topic_matches
 
 
 def _listeners(props):
@@ -17,10 +18,23 @@ def _listeners(props):
             yield key, lst
 
 
+def _anonymous(lst) -> bool:
+    return lst.settings.get("allow_anonymous") == "true" and not is_loopback(lst.bind)
+
+
 def no_anonymous(props, _cfg):
-    for key, lst in _listeners(props):
-        if lst.settings.get("allow_anonymous") == "true" and not is_loopback(lst.bind):
-            yield f"{key}: listener {lst.port} allows anonymous clients on a non-loopback address"
+    """Anonymous clients only on a listener made for them: one that reads an ACL file no other listener reads, so
+    its anonymous rules are written for it alone (with per_listener_settings each listener loads its own
+    acl_file; mosquitto_conf._listener_block cites where mosquitto reads the anonymous rules)."""
+    for key, conf in mosquitto_confs(props).items():
+        readers: dict[str, int] = {}
+        for lst in conf.listeners:
+            if lst.settings.get("acl_file"):
+                readers[lst.settings["acl_file"]] = readers.get(lst.settings["acl_file"], 0) + 1
+        for lst in conf.listeners:
+            if _anonymous(lst) and readers.get(lst.settings.get("acl_file"), 0) != 1:
+                yield (f"{key}: listener {lst.port} allows anonymous clients on a non-loopback address without an "
+                       "ACL file of its own")
 
 
 def tls_everywhere(props, _cfg):
@@ -237,24 +251,25 @@ def _grant_problem(rule: AclRule, write_all: bool, read_all: bool, host: bool) -
 
 
 def acl_wildcards(props, cfg):
-    text = object_data(props).get("acl")
-    if text is None:
-        return
+    """Every ACL file of a Secret: the shared `acl` and each listener's own `<listener>.acl`."""
     writers = set(as_list(cfg.get("wildcardRoles")))
     readers = writers | set(as_list(cfg.get("readEverythingRoles")))
     hosts = writers | set(as_list(cfg.get("sparkplugHostRoles")))
-    acl = parse_acl(text)
-    for block in acl.blocks:
-        who = "anonymous clients" if block.user is None else f"user {block.user} (role {block.role or 'unknown'})"
-        role = block.role if block.user is not None else None
-        for rule in block.rules:
-            problem = _grant_problem(rule, role in writers, role in readers, role in hosts)
+    for key, text in sorted(object_data(props).items()):
+        if key != "acl" and not key.endswith(".acl"):
+            continue
+        acl = parse_acl(text)
+        for block in acl.blocks:
+            who = "anonymous clients" if block.user is None else f"user {block.user} (role {block.role or 'unknown'})"
+            role = block.role if block.user is not None else None
+            for rule in block.rules:
+                problem = _grant_problem(rule, role in writers, role in readers, role in hosts)
+                if problem:
+                    yield f"{key} line {rule.line}: {who} {problem}"
+        for rule in acl.patterns:  # a pattern applies to every client, whatever its role
+            problem = _grant_problem(rule, False, False, False)
             if problem:
-                yield f"acl line {rule.line}: {who} {problem}"
-    for rule in acl.patterns:  # a pattern applies to every client, whatever its role
-        problem = _grant_problem(rule, False, False, False)
-        if problem:
-            yield f"acl line {rule.line}: every client {problem}"
+                yield f"{key} line {rule.line}: every client {problem}"
 
 
 OTHERS = ("spBv1.0/{1}/NBIRTH/n-7qx", "spBv1.0/{1}/NDATA/n-7qx", "spBv1.0/{1}/NDEATH/n-7qx",
@@ -435,12 +450,170 @@ def unique_identities(resources, _cfg):
                           f"{granted}")
 
 
+# --- anonymous listeners only admit named networks -----------------------------------------------------------
+#
+# Who reaches a broker port is what the NetworkPolicies that select its pods admit together: policies "are
+# additive" (kubernetes/website content/en/docs/concepts/services-networking/network-policies.md:36), and in
+# k8s.io/api networking/v1 types.go a NetworkPolicyIngressRule whose `from` is "empty or missing ... matches all
+# sources", one whose `ports` is empty or missing matches all ports. Pods as peers (the frontend) pass the question
+# on to what those pods forward: an HAProxy frontend whose backend servers use the port admits every source
+# unless it rejects the others by `src` first (components/haproxy_cfg.py cites HAProxy's documentation).
+
+NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+
+
+def _mounting(resources, config_map: str, namespace) -> list:
+    """The workloads in `namespace` whose pods mount the ConfigMap named `config_map`."""
+    return [w for w in resources if w.resource_type in WORKLOADS and namespace_of(w.props) == namespace
+            and any(as_map(as_map(v).get("configMap")).get("name") == config_map
+                    for v in as_list(pod_spec(w.props).get("volumes")))]
+
+
+def _template_labels(workload) -> dict:
+    return dict(as_map(metadata(as_map(as_map(workload.props).get("spec")).get("template")).get("labels")))
+
+
+def _selects(selector, labels: dict) -> bool:
+    """matchLabels against pod labels; a selector with matchExpressions is taken to select (fail closed)."""
+    return all(labels.get(k) == v for k, v in as_map(as_map(selector).get("matchLabels")).items())
+
+
+def _port_names(workload, port: int) -> set[str]:
+    return {as_text(as_map(p).get("name")) for c in containers(workload.props)
+            for p in as_list(as_map(c).get("ports")) if as_int(as_map(p).get("containerPort")) == port}
+
+
+def _admits_port(rule, port: int, names: set[str]) -> bool:
+    """Whether an ingress rule covers the port: no `ports` covers all; an entry by number (up to endPort) or name."""
+    entries = [as_map(entry) for entry in as_list(as_map(rule).get("ports"))]
+    if not entries:
+        return True
+    for entry in entries:
+        text = as_text(entry.get("port")).strip()
+        if not text or text in names:
+            return True
+        if text.isdigit() and int(text) <= port <= (as_int(entry.get("endPort")) or int(text)):
+            return True
+    return False
+
+
+def _ranges_problem(ranges: list[str], where: str) -> Optional[str]:
+    if any(is_open_cidr(r) for r in ranges) or ranges_cover_everything(ranges):
+        return f"{where} admits every address ({', '.join(ranges)})"
+    return None
+
+
+def _haproxy_forwarding(text: str, port: int) -> Optional[str]:
+    """None when every HAProxy frontend that forwards to `port` rejects all but named sources first."""
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        if line.strip() and not line[0].isspace() and not line.startswith("#"):
+            current = " ".join(line.split()[:2])
+            sections[current] = []
+        elif current and line.strip() and not line.strip().startswith("#"):
+            sections[current].append(line.strip())
+    for header, lines in sections.items():
+        if not header.startswith(("frontend ", "listen ")):
+            continue
+        backends = [line.split()[1] for line in lines if line.startswith(("default_backend ", "use_backend "))]
+        servers = [line for b in backends for line in sections.get(f"backend {b}", []) if line.startswith("server ")]
+        servers += [line for line in lines if line.startswith("server ")]
+        if not any(len(s.split()) > 2 and s.split()[2].rsplit(":", 1)[-1] == str(port) for s in servers):
+            continue
+        # the first connection rule decides (rules run in order, 13133-13134 of HAProxy's configuration.txt)
+        first = next((line for line in lines if line.startswith("tcp-request connection ")), "")
+        check = re.match(r"^tcp-request connection reject unless \{ src (.+) \}$", first)
+        if check is None:
+            return f"HAProxy {header} forwards it from every source, with no `tcp-request connection reject " \
+                   "unless { src ... }`"
+        problem = _ranges_problem(check.group(1).split(), f"HAProxy {header}'s source check")
+        if problem:
+            return problem
+    return None
+
+
+def _source_problem(resources, workloads, namespace, port: int) -> Optional[str]:
+    """Why anyone may reach `port` on these workloads' pods, or None when only named networks can."""
+    if not workloads:
+        return "no workload mounts its ConfigMap, so no NetworkPolicy can be matched to it"
+    policies = [p for p in resources if p.resource_type == NETWORK_POLICY and namespace_of(p.props) == namespace]
+    for workload in workloads:
+        labels = _template_labels(workload)
+        names = _port_names(workload, port)
+        covering = [p for p in policies if _selects(as_map(as_map(p.props).get("spec")).get("podSelector"), labels)
+                    and "Ingress" in (as_list(as_map(as_map(p.props).get("spec")).get("policyTypes")) or ["Ingress"])]
+        if not covering:
+            return f"no NetworkPolicy limits who connects to {name_of(workload.props)}'s pods"
+        ranges: list[str] = []
+        for policy in covering:
+            for rule in as_list(as_map(as_map(policy.props).get("spec")).get("ingress")):
+                if not _admits_port(rule, port, names):
+                    continue
+                peers = [as_map(peer) for peer in as_list(as_map(rule).get("from"))]
+                if not peers:
+                    return f"NetworkPolicy {name_of(policy.props)} admits every source on it"
+                for peer in peers:
+                    if peer.get("ipBlock") is not None:
+                        ranges.append(as_text(as_map(peer.get("ipBlock")).get("cidr")))
+                    elif peer.get("namespaceSelector") is not None:
+                        return f"NetworkPolicy {name_of(policy.props)} admits pods of other namespaces on it"
+                    else:  # pods of this namespace: named sources, unless they proxy the port onwards
+                        for proxy in _proxies(resources, namespace, peer.get("podSelector")):
+                            problem = _haproxy_forwarding(proxy, port)
+                            if problem:
+                                return problem
+        problem = _ranges_problem(ranges, "its NetworkPolicy ipBlocks together")
+        if problem:
+            return problem
+    return None
+
+
+def _proxies(resources, namespace, selector) -> list[str]:
+    """The haproxy.cfg of every workload in `namespace` whose pods `selector` selects (frontend pods as peers)."""
+    config_maps = {name_of(r.props): object_data(r.props).get("haproxy.cfg") for r in resources
+                   if r.resource_type == CONFIG_MAP and namespace_of(r.props) == namespace}
+    found = []
+    for workload in resources:
+        if workload.resource_type in WORKLOADS and namespace_of(workload.props) == namespace \
+                and _selects(selector, _template_labels(workload)):
+            for volume in as_list(pod_spec(workload.props).get("volumes")):
+                text = config_maps.get(as_map(as_map(volume).get("configMap")).get("name"))
+                if text:
+                    found.append(text)
+    return found
+
+
+def anonymous_restricted(resources, _cfg):
+    """Every non-loopback anonymous listener of every mosquitto.conf, judged on the pods that mount it."""
+    for config_map in [r for r in resources if r.resource_type == CONFIG_MAP]:
+        namespace = namespace_of(config_map.props)
+        workloads = None
+        for key, conf in mosquitto_confs(config_map.props).items():
+            for lst in filter(_anonymous, conf.listeners):
+                if workloads is None:
+                    workloads = _mounting(resources, name_of(config_map.props), namespace)
+                problem = _source_problem(resources, workloads, namespace, lst.port)
+                if problem:
+                    yield config_map, (f"{key}: listener {lst.port} allows anonymous clients from every address: "
+                                       f"{problem} (name the networks in the listener's sourceRanges)")
+
+
 DATA_PATH = {"dataPath": {"type": "string", "default": "/mosquitto/data"}}
 
 POLICIES = [
-    resource_policy("broker-no-anonymous", "Brokers refuse anonymous clients on every non-loopback listener.",
-                    MANDATORY, "Set broker.auth.allowAnonymous: false; the health listener stays on 127.0.0.1.",
+    resource_policy("broker-no-anonymous", "Brokers refuse anonymous clients on every non-loopback listener, "
+                    "except a listener made for them: one with an ACL file of its own, whose anonymous rules are "
+                    "written for that listener alone.", MANDATORY,
+                    "Remove broker.auth.allowAnonymous; for legacy sensors set allowAnonymous and anonymousTopics on "
+                    "the one listener that needs it. The health listener stays on 127.0.0.1.",
                     [CONFIG_MAP], no_anonymous),
+    stack_policy("broker-anonymous-listener-restricted",
+                 "A non-loopback listener that allows anonymous clients admits only named networks: the "
+                 "NetworkPolicy rules for its port have ipBlock peers that are not open, or, where the frontend "
+                 "carries the port, the HAProxy frontend rejects every other source.", MANDATORY,
+                 "Set sourceRanges on the listener (the sensors' networks, never 0.0.0.0/0 or ::/0).",
+                 anonymous_restricted),
     resource_policy("broker-tls-on-network-listeners", "Every non-loopback listener speaks TLS.", ADVISORY,
                     "Give each listener tls: true (keep plain MQTT to development stacks).",
                     [CONFIG_MAP], tls_everywhere),

@@ -36,6 +36,21 @@ class EstateResources:
         return self.frontend.endpoints if self.frontend else self.broker.endpoints
 
 
+def frontend_ports(estate: Estate) -> list[dict]:
+    """What the frontend binds: MQTT listeners, TLS websocket listeners (passed through like MQTTS; plain
+    websockets stay inside the cluster), then the shared-subscription ports, each forwarding to its listener."""
+    carried = {lst.name: lst for lst in estate.broker.listeners if lst.protocol == "mqtt" or lst.tls}
+    ports = [{"name": lst.name, "port": lst.port, "tls": lst.tls,
+              "scheme": ("wss" if lst.protocol == "websockets" else "mqtts") if lst.tls else "mqtt",
+              "source_ranges": list(lst.source_ranges)}
+             for lst in carried.values()]
+    by_name = {port["name"]: port for port in ports}
+    ports += [{**by_name[shared.listener], "name": shared.name, "port": shared.port,
+               "broker_port": carried[shared.listener].port, "shared": True}
+              for shared in estate.frontend.shared_subscriptions]
+    return ports
+
+
 def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
     """Create the Pki and MosquittoBroker for `estate`; `secret(key)` reads a secret config key (or None)."""
     broker_cfg = estate.broker
@@ -95,7 +110,9 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
         "storage_size": broker_cfg.persistence.size or preset.storage,
         "storage_class": broker_cfg.persistence.storage_class,
         "settings": {
-            "listeners": [lst.model_dump() for lst in broker_cfg.listeners],
+            "listeners": [{**lst.model_dump(),
+                           "anonymous_topics": [(rule.access, rule.topic) for rule in lst.anonymous_topics]}
+                          for lst in broker_cfg.listeners],
             "allow_anonymous": broker_cfg.auth.allow_anonymous,
             "persistence": broker_cfg.persistence.enabled,
             "autosave_interval": broker_cfg.persistence.autosave_interval,
@@ -137,10 +154,7 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
             "namespace": namespace,
             "image": fe.image,
             "replicas": fe.replicas,
-            # MQTT listeners, and TLS websocket listeners (passed through like MQTTS); plain websockets stay inside
-            "ports": [{"name": lst.name, "port": lst.port, "tls": lst.tls,
-                       "scheme": ("wss" if lst.protocol == "websockets" else "mqtts") if lst.tls else "mqtt"}
-                      for lst in broker_cfg.listeners if lst.protocol == "mqtt" or lst.tls],
+            "ports": frontend_ports(estate),
             "broker_servers": [names.pod_dns_name(name, namespace, i) for i in range(estate.max_replicas)],
             "broker_selector": selector(BROKER_APP, name),
             "internal_port": ha.internal_port,

@@ -18,7 +18,7 @@ from components.names import (frontend_name, internal_users, pod_dns_names, rese
 from stacks import grammar
 from stacks.ca_check import check_existing_ca
 from stacks.errors import PROJECT, ConfigIssue
-from stacks.model import CA_SECRET_KEYS, SECRET_KEY_PREFIX, Estate, Resources
+from stacks.model import CA_SECRET_KEYS, SECRET_KEY_PREFIX, Estate, Listener, Resources
 
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 CONNECTION_MEMORY = 64 * 1024
@@ -32,7 +32,7 @@ Issues = Iterator[ConfigIssue]
 def cross_checks(estate: Estate, secrets: Mapping[str, Optional[str]]) -> list[ConfigIssue]:
     """Every cross-field error. `secrets` maps secret key -> plain value (None where it cannot be read)."""
     rules = (_namespace(estate), _listeners(estate), _replicas(estate), _autoscaling(estate), _frontend(estate),
-             _exposure(estate), _key_specs(estate), _names(estate),
+             _shared_subscriptions(estate), _exposure(estate), _anonymous(estate), _key_specs(estate), _names(estate),
              _persistence(estate), _lists(estate), _resources(estate), _limits(estate), _users(estate), _secrets(estate, secrets),
              _pki(estate, secrets))
     return [issue for rule in rules for issue in rule]
@@ -49,7 +49,24 @@ def warnings(estate: Estate) -> list[ConfigIssue]:
     for i, user in enumerate(estate.users):
         if user.role == "admin" and user.topics:
             found.append(ConfigIssue(["users", i, "topics"], "has no effect: an admin may already use every topic"))
+    found += _anonymous_warnings(estate)
     return found
+
+
+def _anonymous_warnings(estate: Estate) -> list[ConfigIssue]:
+    """Anonymous access the policy pack will refuse: say so at the key, before a render is refused for it."""
+    if estate.broker.auth.allow_anonymous:
+        return [ConfigIssue(["broker", "auth", "allowAnonymous"], "lets anonymous clients connect to every listener "
+                                                                  "without granting them a topic, and the policy pack "
+                                                                  "refuses it (broker-no-anonymous); set "
+                                                                  "allowAnonymous and anonymousTopics on the one "
+                                                                  "listener that needs it instead")]
+    return [ConfigIssue(["broker", "listeners", i, "sourceRanges"], f"is empty: every address that reaches port "
+                                                                    f"{lst.port} connects without a password, and "
+                                                                    "the policy pack refuses that "
+                                                                    "(broker-anonymous-listener-restricted); name "
+                                                                    "the sensors' networks")
+            for i, lst in enumerate(estate.broker.listeners) if lst.allow_anonymous and not lst.source_ranges]
 
 
 def _namespace(estate: Estate) -> Issues:
@@ -200,7 +217,7 @@ REGISTRY_LABELS = ("co", "com", "net", "org", "gov", "edu", "ac", "or", "ne", "g
 
 def _frontend(estate: Estate) -> Issues:
     listeners = estate.broker.listeners
-    if estate.frontend_enabled and not any(lst.protocol == "mqtt" or lst.tls for lst in listeners):
+    if estate.frontend_enabled and not any(map(_frontend_carries, listeners)):
         yield ConfigIssue(["frontend", "enabled"], "needs a listener with protocol: mqtt or tls: true "
                                                    "(plain websockets stay inside the cluster)")
     if estate.frontend.enabled is False and estate.clustered:
@@ -210,6 +227,47 @@ def _frontend(estate: Estate) -> Issues:
         for key in sorted(estate.frontend.model_fields_set - {"enabled"}):
             yield ConfigIssue(["frontend", _camel(key)], "has no effect without the frontend (set frontend.enabled: "
                                                          "true, or remove it)")
+
+
+def _shared_subscriptions(estate: Estate) -> Issues:
+    """Each shared port forwards to a listener the frontend carries, under a name and port of its own."""
+    if not estate.frontend_enabled:
+        return  # _frontend already says the key has no effect
+    broker = estate.broker
+    carried = {lst.name for lst in broker.listeners if _frontend_carries(lst)}
+    reserved_names = reserved_listener_names(True)
+    taken_ports = {**reserved_ports(True), broker.ha.internal_port: "broker.ha.internalPort"}
+    seen_names = {lst.name: f"broker.listeners[{i}]" for i, lst in enumerate(broker.listeners)}
+    seen_ports = {lst.port: f"broker.listeners[{i}]" for i, lst in enumerate(broker.listeners)}
+    seen_listeners: dict[str, int] = {}
+    for i, shared in enumerate(estate.frontend.shared_subscriptions):
+        loc = ["frontend", "sharedSubscriptions", i]
+        if shared.listener not in carried:
+            known = ", ".join(sorted(carried)) or "none"
+            yield ConfigIssue(loc + ["listener"], f"{shared.listener!r} is not a listener the frontend carries "
+                                                  f"(use one of: {known}; plain websockets stay inside the cluster)")
+        elif shared.listener in seen_listeners:
+            yield ConfigIssue(loc + ["listener"], f"{shared.listener!r} already has a shared-subscription port "
+                                                  f"(frontend.sharedSubscriptions[{seen_listeners[shared.listener]}]; "
+                                                  "one per listener)")
+        else:
+            seen_listeners[shared.listener] = i
+        if shared.name in reserved_names:
+            yield ConfigIssue(loc + ["name"], f"{shared.name!r} is reserved for {reserved_names[shared.name]} "
+                                              "(choose another name)")
+        elif shared.name in seen_names:
+            yield ConfigIssue(loc + ["name"], f"{shared.name!r} is already used by {seen_names[shared.name]} "
+                                              "(frontend port names must be unique)")
+        seen_names.setdefault(shared.name, f"frontend.sharedSubscriptions[{i}]")
+        if shared.port in taken_ports:
+            yield ConfigIssue(loc + ["port"], f"{shared.port} is reserved for {taken_ports[shared.port]} "
+                                              "(use another port)")
+        elif shared.port in seen_ports:
+            yield ConfigIssue(loc + ["port"], f"{shared.port} is already used by {seen_ports[shared.port]} "
+                                              "(frontend ports must be unique)")
+        elif shared.port < 1024:
+            yield _privileged(loc + ["port"], shared.port, "HAProxy")
+        seen_ports.setdefault(shared.port, f"frontend.sharedSubscriptions[{i}]")
 
 
 def _exposure(estate: Estate) -> Issues:
@@ -228,6 +286,96 @@ def _exposure(estate: Estate) -> Issues:
         yield ConfigIssue(["pki", "extraDnsNames"], "is required with a LoadBalancer: list the names clients use "
                                                     "to reach it (TLS goes through to the brokers, whose certificate "
                                                     "must carry them; IP addresses go in pki.extraIpAddresses)")
+
+
+def _frontend_carries(lst: Listener) -> bool:
+    """Listeners the frontend proxies (stacks/build.py): MQTT, and TLS websockets passed through like MQTTS."""
+    return lst.protocol == "mqtt" or lst.tls
+
+
+def _load_balancer(estate: Estate, lst: Listener) -> Optional[str]:
+    """The key of the LoadBalancer Service that carries the listener outside the cluster, or None."""
+    if estate.frontend_enabled:
+        carried = _frontend_carries(lst) and estate.frontend.service.type == "LoadBalancer"
+        return "frontend.service.type" if carried else None
+    return "broker.service.type" if estate.broker.service.type == "LoadBalancer" else None
+
+
+def _anonymous(estate: Estate) -> Issues:
+    """Anonymous access is per listener, for isolated networks only, with rules of its own and named sources."""
+    broker = estate.broker
+    listeners = broker.listeners
+    if broker.auth.allow_anonymous and any(lst.allow_anonymous or lst.anonymous_topics for lst in listeners):
+        yield ConfigIssue(["broker", "auth", "allowAnonymous"], "true opens every listener to anonymous clients, "
+                                                                "which conflicts with per-listener allowAnonymous "
+                                                                "(remove it and keep the listener's own)")
+    anonymous = []
+    for i, lst in enumerate(listeners):
+        loc = ["broker", "listeners", i]
+        exposed = _load_balancer(estate, lst)
+        if lst.allow_anonymous:
+            anonymous.append(i)
+            if lst.require_certificate:
+                yield ConfigIssue(loc + ["allowAnonymous"], "has no meaning with requireCertificate: true (every "
+                                                            "client of an mTLS listener is its certificate); give "
+                                                            "anonymous clients a listener of their own")
+            elif exposed:
+                yield ConfigIssue(loc + ["allowAnonymous"], f"true is not allowed on a listener exposed outside the "
+                                                            f"cluster ({exposed}: LoadBalancer); anonymous access is "
+                                                            "for isolated networks: serve it inside the cluster and "
+                                                            "name the sensors' networks in sourceRanges")
+            elif not lst.anonymous_topics:
+                yield ConfigIssue(loc + ["allowAnonymous"], "true needs anonymousTopics on the same listener: "
+                                                            "anonymous clients would be granted nothing (list what "
+                                                            "they may do, e.g. {access: write, topic: legacy/#})")
+            elif lst.name == HEALTH_ACL_NAME:
+                yield ConfigIssue(loc + ["name"], f"{lst.name!r} is not allowed for an anonymous listener: its ACL "
+                                                  f"file would be the health listener's {lst.name}.acl (choose "
+                                                  "another name)")
+        elif lst.anonymous_topics:
+            yield ConfigIssue(loc + ["anonymousTopics"], "has no effect without allowAnonymous: true on the same "
+                                                         "listener")
+        for j, rule in enumerate(lst.anonymous_topics):
+            yield from _anonymous_topic(loc + ["anonymousTopics", j, "topic"], rule.topic)
+        yield from _source_ranges(lst, loc + ["sourceRanges"], exposed)
+    for k, rule in enumerate(broker.acl.patterns):
+        if anonymous and "%u" not in rule.topic.split("/"):
+            yield ConfigIssue(["broker", "acl", "patterns", k, "topic"],
+                              f"{rule.topic!r} would also apply to the anonymous clients of broker.listeners"
+                              f"[{anonymous[0]}] (mosquitto applies a pattern without %u to clients without a user "
+                              "name); key it by %u, or grant anonymous clients their topics in anonymousTopics")
+
+
+HEALTH_ACL_NAME = "health"
+"""An anonymous listener's ACL file is <name>.acl, next to the health listener's health.acl in the run directory
+(components/mosquitto_conf.py)."""
+
+
+def _anonymous_topic(loc: list, topic: str) -> Issues:
+    if any(token in topic.split("/") for token in ("%u", "%c")):
+        yield ConfigIssue(loc, f"{topic!r} is not allowed for anonymous clients: they have no user name, and a "
+                               "client id is whatever the client says (name the topics, e.g. legacy/line-1/#)")
+    elif grammar.matches_everything_from_depth(topic) is not None:
+        yield ConfigIssue(loc, f"{topic!r} would let every anonymous client reach every topic (name the sensors' "
+                               "own topics, e.g. legacy/#)")
+
+
+def _source_ranges(lst: Listener, loc: list, exposed: Optional[str]) -> Issues:
+    """A listener's sourceRanges name networks: never everyone, and only where the source address survives."""
+    ranges = lst.source_ranges
+    open_ranges = [j for j, cidr in enumerate(ranges) if grammar.is_open_cidr(cidr)]
+    for j in open_ranges:
+        yield ConfigIssue(loc + [j], f"{ranges[j]!r} admits every address (name the networks that may connect, "
+                                     "e.g. the sensors' 10.30.0.0/24)")
+    if not open_ranges and grammar.ranges_cover_everything(ranges):
+        yield ConfigIssue(loc, "together admit every address (name the networks that may connect)")
+    yield from _unique(loc, ranges)
+    if ranges and exposed == "broker.service.type":
+        # a NetworkPolicy may see the node's or the load balancer's address instead of the client's (Kubernetes
+        # docs, kubernetes/website content/en/docs/concepts/services-networking/network-policies.md:157-166)
+        yield ConfigIssue(loc, "is not allowed on a listener behind broker.service.type: LoadBalancer (the Service "
+                               "may rewrite client addresses before the NetworkPolicy sees them); use "
+                               "broker.service.loadBalancerSourceRanges")
 
 
 def _persistence(estate: Estate) -> Issues:

@@ -89,6 +89,11 @@ class Model(BaseModel):
     )
 
 
+class AclRule(Model):
+    access: Literal["read", "write", "readwrite", "deny"]
+    topic: Topic
+
+
 class Listener(Model):
     """One mosquitto listener; TLS listeners may demand client certificates (mTLS)."""
 
@@ -98,6 +103,15 @@ class Listener(Model):
     tls: bool = False
     tls_version: Literal["tlsv1.2", "tlsv1.3"] = "tlsv1.2"
     require_certificate: bool = False
+    allow_anonymous: bool = False
+    """Let clients without a user name connect on this listener only (legacy sensors on an isolated network); they
+    may do what anonymousTopics grants, nothing else. Named users still log in here with their own rights."""
+    anonymous_topics: list[AclRule] = []
+    """What anonymous clients of this listener may do: ACL rules written for them alone (required with
+    allowAnonymous)."""
+    source_ranges: list[Cidr] = []
+    """Networks that may connect to this listener (a NetworkPolicy rule, or the frontend's source check); empty:
+    every address that reaches the Service."""
 
 
 DEFAULT_LISTENERS = (
@@ -110,6 +124,8 @@ DEFAULT_LISTENERS = (
 
 class Auth(Model):
     allow_anonymous: bool = False
+    """Anonymous clients on every client-facing listener, granted no topics (the policy pack refuses it); for
+    legacy sensors set allowAnonymous and anonymousTopics on the one listener that needs it instead."""
     password_iterations: int = Field(210_000, ge=1_000, le=600_000)
     """PBKDF2 rounds per password CONNECT: mosquitto hashes on its single thread, so a high count lets anyone who
     knows a user name stall the broker with wrong passwords (600000 took ~0.6 s per CONNECT here)."""
@@ -156,11 +172,6 @@ class Service(Model):
     """Do not wait for a LoadBalancer address (pulumi.com/skipAwait): for clusters without a load-balancer controller."""
 
 
-class AclRule(Model):
-    access: Literal["read", "write", "readwrite", "deny"]
-    topic: Topic
-
-
 class FactoryAcl(Model):
     """Factory-zone template: devices write their own telemetry under factory/<zone>/<user>/."""
 
@@ -189,6 +200,23 @@ class HighAvailability(Model):
     internal_port: Port = 1884
 
 
+class SharedSubscriptionPort(Model):
+    """A frontend port for shared-subscription consumers (`$share/<group>/<filter>`).
+
+    Each broker delivers a shared subscription once per group among its own members, so a group whose members
+    sit on different brokers would get every message once per broker. Every client of every shared port is
+    therefore sent to one broker (the same one for all shared ports and all HAProxy replicas), and all of them
+    move together when that broker fails.
+    """
+
+    name: PortName
+    """Service and container port name of the frontend port (unique among listener names)."""
+    port: Port
+    """Port consumers connect to on the frontend."""
+    listener: PortName
+    """The broker listener it forwards to (its TLS, certificates and authentication apply)."""
+
+
 class Frontend(Model):
     """The HAProxy tier in front of the brokers (on by default when there is more than one broker)."""
 
@@ -198,6 +226,8 @@ class Frontend(Model):
     maxconn: int = Field(20_000, ge=100, le=1_000_000)
     service: Service = Service()
     resources: Resources = Resources()
+    shared_subscriptions: list[SharedSubscriptionPort] = []
+    """Ports for shared-subscription consumers: every member of every group on one broker (see README)."""
 
 
 class Broker(Model):

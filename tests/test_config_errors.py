@@ -82,7 +82,8 @@ CASES = [
               - {name: mqtts, port: 8883, tls: true, tlsversion: tlsv1.3}
         """,
         "bad.yaml: mqtt-estate:broker.listeners[0].tlsversion: unknown key "
-        "(allowed: name, port, protocol, tls, tlsVersion, requireCertificate)",
+        "(allowed: name, port, protocol, tls, tlsVersion, requireCertificate, allowAnonymous, anonymousTopics, "
+        "sourceRanges)",
     ),
     (
         "unknown-user-key-lists-allowed-keys",
@@ -474,7 +475,8 @@ CASES = [
               - {name: mqtts, port: 8883, tls: true, tls_version: tlsv1.3}
         """,
         "bad.yaml: mqtt-estate:broker.listeners[0].tls_version: unknown key "
-        "(allowed: name, port, protocol, tls, tlsVersion, requireCertificate)",
+        "(allowed: name, port, protocol, tls, tlsVersion, requireCertificate, allowAnonymous, anonymousTopics, "
+        "sourceRanges)",
     ),
     (
         "image-latest",

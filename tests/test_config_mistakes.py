@@ -44,7 +44,6 @@ config:
       - {name: mqtts, port: 8883, tls: true}
 """
 
-
 def _with(base: str, extra: str) -> str:
     return base.rstrip("\n") + "\n" + extra.strip("\n") + "\n"
 
@@ -52,6 +51,29 @@ def _with(base: str, extra: str) -> str:
 def _user(name: str, **fields) -> str:
     body = ", ".join(f"{k}: {json.dumps(v)}" for k, v in {"name": name, **fields}.items())
     return f"  mqtt-estate:users:\n    - {{{body}}}\n"
+
+
+ANONYMOUS = """
+config:
+  mqtt-estate:broker:
+    listeners:
+      - {name: mqtt, port: 1883}
+      - name: legacy
+        port: 1885
+        allowAnonymous: true
+        anonymousTopics: [{access: readwrite, topic: "legacy/#"}]
+        sourceRanges: [10.30.0.0/24]
+"""
+"""A broker with one listener for anonymous legacy sensors, restricted to their network."""
+ANONYMOUS_CLUSTER = _with(ANONYMOUS.replace("    listeners:\n      - {name: mqtt, port: 1883}\n",
+                                            "    preset: ha-cluster\n    listeners:\n"
+                                            "      - {name: mqtts, port: 8883, tls: true}\n"),
+                          "  mqtt-estate:frontend:\n    service: {type: LoadBalancer, loadBalancerSourceRanges: "
+                          "[10.20.0.0/16]}\n  mqtt-estate:pki: {extraDnsNames: [mqtt.plant.example]}")
+
+
+def _without_ranges(text: str) -> str:
+    return text.replace("        sourceRanges: [10.30.0.0/24]\n", "")
 
 
 # (id, stack file text, key path, a fragment of the message)
@@ -194,6 +216,45 @@ MISTAKES = [
      "broker.limits.maxQueuedBytes", "maxPacketSize"),
     ("autoscaling-with-fixed-replicas", _with(SINGLE, "    replicas: 2\n    ha: {maxReplicas: 4}"),
      "broker.replicas", "minReplicas"),
+    # 9. anonymous access on one listener (tests/test_anonymous_listener.py runs some through the CLI too)
+    ("anonymous-on-a-load-balancer",
+     _with(_without_ranges(ANONYMOUS), "    service: {type: LoadBalancer, loadBalancerSourceRanges: [10.20.0.0/16]}"),
+     "broker.listeners[1].allowAnonymous", "exposed outside the cluster (broker.service.type: LoadBalancer)"),
+    ("anonymous-behind-a-load-balancer-frontend", ANONYMOUS_CLUSTER,
+     "broker.listeners[1].allowAnonymous", "exposed outside the cluster (frontend.service.type: LoadBalancer)"),
+    ("anonymous-without-topics", ANONYMOUS.replace("        anonymousTopics: [{access: readwrite, "
+                                                   "topic: \"legacy/#\"}]\n", ""),
+     "broker.listeners[1].allowAnonymous", "granted nothing"),
+    ("topics-without-anonymous", ANONYMOUS.replace("        allowAnonymous: true\n", ""),
+     "broker.listeners[1].anonymousTopics", "no effect without allowAnonymous"),
+    ("anonymous-on-an-mtls-listener",
+     ANONYMOUS.replace("        port: 1885\n", "        port: 8884\n        tls: true\n"
+                                                "        requireCertificate: true\n"),
+     "broker.listeners[1].allowAnonymous", "requireCertificate"),
+    ("open-ipv4-source-range", ANONYMOUS.replace("[10.30.0.0/24]", "[0.0.0.0/0]"),
+     "broker.listeners[1].sourceRanges[0]", "'0.0.0.0/0' admits every address"),
+    ("open-ipv6-source-range", ANONYMOUS.replace("[10.30.0.0/24]", "['10.30.0.0/24', '::/0']"),
+     "broker.listeners[1].sourceRanges[1]", "'::/0' admits every address"),
+    ("source-ranges-that-add-up-to-everything", ANONYMOUS.replace("[10.30.0.0/24]", "[0.0.0.0/1, 128.0.0.0/1]"),
+     "broker.listeners[1].sourceRanges", "together admit every address"),
+    ("source-range-twice", ANONYMOUS.replace("[10.30.0.0/24]", "[10.30.0.0/24, 10.31.0.0/24, 10.30.0.0/24]"),
+     "broker.listeners[1].sourceRanges[2]", "once"),
+    ("catch-all-anonymous-topic", ANONYMOUS.replace('topic: "legacy/#"', 'topic: "#"'),
+     "broker.listeners[1].anonymousTopics[0].topic", "every topic"),
+    ("anonymous-topic-by-client-id", ANONYMOUS.replace('topic: "legacy/#"', 'topic: "legacy/%c/#"'),
+     "broker.listeners[1].anonymousTopics[0].topic", "client id"),
+    ("client-id-pattern-next-to-an-anonymous-listener",
+     _with(ANONYMOUS, "    acl: {patterns: [{access: readwrite, topic: 'devices/%c/#'}]}"),
+     "broker.acl.patterns[0].topic", "anonymous clients of broker.listeners[1]"),
+    ("global-and-per-listener-anonymous", _with(ANONYMOUS, "    auth: {allowAnonymous: true}"),
+     "broker.auth.allowAnonymous", "per-listener"),
+    ("source-ranges-behind-the-broker-load-balancer",
+     _with(SINGLE.replace("port: 1883}", "port: 1883, sourceRanges: [10.30.0.0/24]}"),
+           "    service: {type: LoadBalancer, loadBalancerSourceRanges: [10.20.0.0/16]}\n"
+           "  mqtt-estate:pki: {extraDnsNames: [mqtt.plant.example]}"),
+     "broker.listeners[0].sourceRanges", "loadBalancerSourceRanges"),
+    ("anonymous-listener-named-health", ANONYMOUS.replace("name: legacy", "name: health"),
+     "broker.listeners[1].name", "health.acl"),
 ]
 
 VALID = [
@@ -225,6 +286,11 @@ def test_the_corpus_covers_every_class():
 
 @pytest.mark.parametrize("text, path, fragment", [c[1:] for c in MISTAKES], ids=[c[0] for c in MISTAKES])
 def test_mistake_is_one_key_path_line(tmp_path, capsys, text, path, fragment):
+    assert_one_key_path_line(tmp_path, capsys, text, path, fragment)
+
+
+def assert_one_key_path_line(tmp_path, capsys, text: str, path: str, fragment: str) -> None:
+    """`estate render` of the stack file exits 2 with one line naming the key path, writing nothing."""
     stack_file, out = render_cli(tmp_path, text)
     rc, err_lines, stdout = run_in_process(capsys, stack_file, out)
     assert rc == EXIT_CONFIG, err_lines

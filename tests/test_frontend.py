@@ -24,7 +24,7 @@ import pytest
 
 from components.haproxy import HaProxyFrontend
 from components.kube import SKIP_AWAIT
-from components.haproxy_cfg import CHECK_TIMING, HEALTH_BACKEND, render_haproxy_cfg
+from components.haproxy_cfg import CHECK_TIMING, HEALTH_BACKEND, SHARED_TABLE, render_haproxy_cfg
 from components.haproxy_pod import HAPROXY_UID, STATS_DIR, STATS_FILE_MODE
 from components.pki import Pki
 from estate.haproxy_files import rewrite_haproxy_cfg
@@ -65,6 +65,8 @@ def assert_one_check_per_broker(cfg: str, brokers: int) -> None:
     parts = sections(cfg)
     backends = {name.split()[1]: lines for name, lines in parts.items() if name.startswith("backend ")}
     health = backends.pop(HEALTH_BACKEND)
+    table = backends.pop(SHARED_TABLE, [])  # holds the shared ports' stick table, never a server
+    assert not any(line.startswith(("server ", "default-server")) for line in table)
     health_defaults = next(line for line in health if line.startswith("default-server"))
     assert " check " in f" {health_defaults} " and CHECK_TIMING in health_defaults
     checked = [line.split()[1] for line in health if line.startswith("server ")]

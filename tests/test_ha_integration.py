@@ -19,10 +19,10 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 
-from estate.haproxy_runtime import peers_synced, stick_table
-from estate.local import LocalEstate
+from estate.haproxy_runtime import stick_table
 from estate.render import render
 from tests.conftest import ROOT, TEST_STACKS
+from tests.mqtt5_kit import boot, wait_for
 
 QOS_LEVELS = (0, 1, 2)
 
@@ -32,29 +32,6 @@ def _need_binaries():
     for binary in ("mosquitto", "haproxy"):
         if shutil.which(binary) is None:
             pytest.fail(f"{binary} is not installed (bash .ci/run installs it)")
-
-
-def boot(rendered_estate, tmp_path):
-    local = LocalEstate(rendered_estate, tmp_path / "local")
-    local.__enter__()
-    conn = json.loads(local.write_connection_file().read_text())
-    try:
-        wait_for_peer_sync(conn)
-    except BaseException:
-        local.stop()
-        raise
-    return local, conn
-
-
-def wait_for_peer_sync(conn: dict, timeout: float = 15.0) -> None:
-    """Until every HAProxy replica has finished its start-up resync (about 5 s when all replicas start together:
-    each waits for the others to teach it, then gives up). Before that a full resync from the other replica can
-    still arrive and put back stick-table entries that were redispatched in the meantime."""
-    sockets = [Path(f["runtime_socket"]) for f in conn["frontends"]]
-    deadline = time.monotonic() + timeout
-    while not all(peers_synced(sock) for sock in sockets):
-        assert time.monotonic() < deadline, "HAProxy peers did not finish their start-up resync"
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -163,15 +140,6 @@ def client_on(conn: dict, broker: str, prefix: str, **kwargs) -> Client:
             return client
         client.stop()
     raise AssertionError(f"no client landed on {broker}")
-
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 # --- P1: one logical broker --------------------------------------------------------------------------

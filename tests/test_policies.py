@@ -60,6 +60,9 @@ def cfg_edit(old, new):
 CASES = [
     ("broker-no-anonymous", "prod", "mosquitto-config",
      conf_edit("mosquitto-0.conf", "allow_anonymous false", "allow_anonymous true")),
+    # behind the frontend: the broker admits its pods only, and HAProxy's mqtts frontend forwards from everyone
+    ("broker-anonymous-listener-restricted", "prod", "mosquitto-config",
+     conf_edit("mosquitto-0.conf", "allow_anonymous false", "allow_anonymous true")),
     ("broker-tls-on-network-listeners", "prod", "mosquitto-config",
      conf_edit("mosquitto-0.conf", "cafile /mosquitto/certs/ca.crt\ncertfile /mosquitto/certs/tls.crt\n"
                "keyfile /mosquitto/certs/tls.key\ntls_version tlsv1.2\nrequire_certificate false\n\n# mqtts-devices", "\n# mqtts-devices")),
@@ -185,9 +188,9 @@ def test_insecure_example_fails_with_the_expected_list(rendered, state_dir):
 
     _, registry = evaluate("insecure", ROOT / "tests" / "stacks" / "insecure.yaml", state_dir)
     failing = {v.policy for v in mandatory(run_policies(registry, "insecure"))}
-    assert failing == {"broker-no-anonymous", "broker-password-hashes", "broker-persistence",
-                       "broker-acl-no-device-wildcards", "k8s-not-default-namespace", "k8s-only-entry-point-exposed",
-                       "pki-ca-constraints", "pki-ca-in-use"}
+    assert failing == {"broker-no-anonymous", "broker-anonymous-listener-restricted", "broker-password-hashes",
+                       "broker-persistence", "broker-acl-no-device-wildcards", "k8s-not-default-namespace",
+                       "k8s-only-entry-point-exposed", "pki-ca-constraints", "pki-ca-in-use"}
 
 
 def test_enforcement_level_is_overridable(rendered, state_dir):
@@ -208,7 +211,7 @@ def test_cli_policy_groups_output_and_exits_3_on_mandatory(tmp_path):
                           text=True, timeout=120)
     assert proc.returncode == 3, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[1] == "mandatory violations: 17"
+    assert lines[1] == "mandatory violations: 19"
     assert any(line.startswith("  [broker-no-anonymous] kubernetes:core/v1:ConfigMap mosquitto-config:")
                for line in lines)
     assert "Traceback" not in proc.stdout + proc.stderr
@@ -219,11 +222,11 @@ def test_cli_render_refuses_mandatory_violations_unless_overridden(tmp_path):
             str(ROOT / "tests" / "stacks" / "insecure.yaml"), "--out", str(tmp_path / "out")]
     refused = subprocess.run(base, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 3 and not (tmp_path / "out").exists()
-    assert "refusing: 17 mandatory policy violation(s)" in refused.stderr
+    assert "refusing: 19 mandatory policy violation(s)" in refused.stderr
     forced = subprocess.run(base + ["--i-accept-mandatory-policy-violations"], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     assert forced.returncode == 0 and (tmp_path / "out" / "k8s").is_dir()
-    assert "WARNING: going on despite 17 MANDATORY POLICY VIOLATION(S)" in forced.stderr
+    assert "WARNING: going on despite 19 MANDATORY POLICY VIOLATION(S)" in forced.stderr
 
 
 def test_policy_config_file_is_read(tmp_path):
