@@ -49,6 +49,8 @@ class HaProxyFrontendArgs(TypedDict, total=False):
     ca_cert_pem: pulumi.Input[str]
     topology: str
     timeout_seconds: int
+    stick_expiry_seconds: int
+    """How long a client keeps its broker after its last connection (the brokers' session expiry)."""
     maxconn: int
     server_maxconn: int
     service_type: str
@@ -111,6 +113,7 @@ class HaProxyFrontend(pulumi.ComponentResource):
             "ports": args["ports"], "servers": args["broker_servers"], "check_port": args["internal_port"],
             "check_name": args["check_name"], "topology": args.get("topology", "active-active"), "peers": peers,
             "timeout_seconds": args["timeout_seconds"], "maxconn": args.get("maxconn", 20000),
+            "stick_expiry_seconds": args.get("stick_expiry_seconds", 7 * 86400),
             "server_maxconn": args.get("server_maxconn", 10000)})
         cfg_hash = content_hash(cfg, START_SCRIPT)
         config_map = k8s.core.v1.ConfigMap(

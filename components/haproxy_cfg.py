@@ -32,6 +32,18 @@ check is checked again after 250 ms (fall 2: down within about 2.3 s of dying if
 broker is probed every second and is back in rotation about 1.3 s after it answers again (rise 2 at fastinter)."""
 
 
+STICK_EXPIRY_MAX = 24 * 86400
+"""An entry expires this long after it was created or last matched by `stick on`, however long its client stays
+connected; the maximum is "slightly above 24 days"; without `expire` an entry is only dropped when the table is
+full (HAProxy v2.8.0 doc/configuration.txt:12395-12402)."""
+
+
+def stick_expiry(seconds: int) -> str:
+    """HAProxy time format for a stick-table `expire` (days when whole, else seconds), capped at the maximum."""
+    seconds = max(1, min(seconds, STICK_EXPIRY_MAX))
+    return f"{seconds // 86400}d" if seconds % 86400 == 0 else f"{seconds}s"
+
+
 def server_id(ordinal: int) -> str:
     """HAProxy's name for the server of broker ordinal N, the same in every backend (`track` pairs them by it)."""
     return f"b{ordinal}"
@@ -80,6 +92,9 @@ class HaProxySettings(TypedDict, total=False):
     peers: Sequence[str]
     """HAProxy replica DNS names (stick tables are shared between them)."""
     timeout_seconds: int
+    stick_expiry_seconds: int
+    """How long a client id (or source) keeps its broker after its last connection: the brokers' session
+    expiry, so a client that comes back finds its session (at most HAProxy's limit, STICK_EXPIRY_MAX)."""
     maxconn: int
     server_maxconn: int
 
@@ -145,20 +160,24 @@ def render_haproxy_cfg(s: HaProxySettings) -> str:
             lines += ["    tcp-request content reject unless { req.payload(0,0),mqtt_is_valid }"]
         lines += [f"    default_backend {name}"]
         lines += ["", f"backend {name}"]
+        expire = stick_expiry(s.get("stick_expiry_seconds", 7 * 86400))
         if port.get("shared"):
             lines += _shared_backend()
         elif active_standby:
-            lines += ["    # one broker serves everyone; it keeps serving after the others come back (non-preemptive)",
+            lines += ["    # one broker serves everyone; it keeps serving after the others come back (non-preemptive);",
+                      "    # one entry that never expires (a table without expire only drops entries when full)",
                       "    balance first",
-                      f"    stick-table type integer size 1 expire 7d peers replicas",
+                      "    stick-table type integer size 1 peers replicas",
                       "    stick on int(1)"]
         elif tls:
-            lines += ["    balance source",
-                      f"    stick-table type ip size 1m expire 30m peers replicas",
+            lines += ["    # a source keeps its broker as long as the brokers keep its session",
+                      "    balance source",
+                      f"    stick-table type ip size 1m expire {expire} peers replicas",
                       "    stick on src"]
         else:
-            lines += ["    balance roundrobin",
-                      f"    stick-table type string len 128 size 1m expire 30m peers replicas",
+            lines += ["    # a client id keeps its broker as long as the brokers keep its session",
+                      "    balance roundrobin",
+                      f"    stick-table type string len 128 size 1m expire {expire} peers replicas",
                       "    stick on req.payload(0,0),mqtt_field_value(connect,client_identifier)"]
         lines += [
             f"    # health: each server follows {HEALTH_BACKEND}/<same name>; a connection a broker refuses is retried",
@@ -171,8 +190,9 @@ def render_haproxy_cfg(s: HaProxySettings) -> str:
                   for i, server in enumerate(s["servers"])]
     if any(port.get("shared") for port in s["ports"]):
         lines += ["", f"backend {SHARED_TABLE}",
-                  "    # no servers: it holds the one broker that every shared-subscription consumer is sent to",
-                  "    stick-table type integer size 1 expire 7d peers replicas"]
+                  "    # no servers: it holds the one broker that every shared-subscription consumer is sent to;",
+                  "    # no expire: the entry stays while the group lives, so a quiet week never splits a group",
+                  "    stick-table type integer size 1 peers replicas"]
     return "\n".join(lines) + "\n"
 
 

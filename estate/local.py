@@ -165,6 +165,15 @@ def _die_with_parent() -> None:
         pass
 
 
+def _with_open_files(limits: tuple[int, int]):
+    """A child set-up that hands the process RLIMIT_NOFILE (soft, hard), as a container runtime hands one to the
+    container's first process, then ties it to our life."""
+    def setup() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+        _die_with_parent()
+    return setup
+
+
 WITH_HOSTS = ('hosts=$0; uid=$1; gid=$2; shift 2; mount --bind "$hosts" /etc/hosts && '
               'exec setpriv --reuid="$uid" --regid="$gid" --clear-groups --pdeathsig TERM -- "$@"')
 """Inside a private mount namespace: our hosts file over /etc/hosts, then drop to the broker's user (setpriv
@@ -210,9 +219,11 @@ def _scheme(protocol: str, tls: bool) -> str:
 class LocalEstate:
     """Context manager owning every process of a local estate."""
 
-    def __init__(self, rendered: Render, workdir: Path):
+    def __init__(self, rendered: Render, workdir: Path, broker_open_files: tuple[int, int] | None = None):
         self.rendered = rendered
         self.workdir = workdir
+        self.broker_open_files = broker_open_files
+        """RLIMIT_NOFILE (soft, hard) each broker process starts with, as a runtime would hand it (None: ours)."""
         self.brokers: list[LocalProcess] = []
         self.frontends: list[LocalProcess] = []
         # Pod directories live in a fresh directory under the system temp dir: when run as root, mosquitto
@@ -401,10 +412,13 @@ class LocalEstate:
         command = proc.command
         if proc.kind == "broker" and self.hosts_file is not None and account is not None:
             command, ids = _with_pod_hosts(command, self.hosts_file, account), {}
+        setup = _die_with_parent
+        if proc.kind == "broker" and self.broker_open_files is not None:
+            setup = _with_open_files(self.broker_open_files)
         with open(log, "w") as handle:
             proc.process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True,
-                                            env={**os.environ, **proc.env}, preexec_fn=_die_with_parent, **ids)
+                                            env={**os.environ, **proc.env}, preexec_fn=setup, **ids)
         (self.brokers if proc.kind == "broker" else self.frontends).append(proc)
 
     def kill(self, pod: str) -> None:

@@ -18,6 +18,7 @@ from components.kube import selector
 from components.nfs import NfsStorage
 from components.pki import Pki
 from stacks.checks import server_names
+from stacks.grammar import duration_seconds
 from stacks.model import SECRET_KEY_PREFIX, Estate
 
 SecretLookup = Callable[[str], Optional[pulumi.Output[str]]]
@@ -164,6 +165,8 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
             "topology": ha.topology,
             # idle MQTT connections send PINGREQ every keepalive; give them 1.5x before HAProxy cuts them
             "timeout_seconds": math.ceil(limits.max_keepalive * 1.5),
+            # a client id keeps its broker as long as that broker keeps its session (not 30 min after connecting)
+            "stick_expiry_seconds": duration_seconds(broker_cfg.persistence.session_expiry),
             "maxconn": fe.maxconn,
             "server_maxconn": limits.max_connections or preset.max_connections,
             "service_type": fe.service.type,

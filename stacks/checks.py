@@ -324,7 +324,7 @@ def _anonymous(estate: Estate) -> Issues:
                                                             f"cluster ({exposed}: LoadBalancer); anonymous access is "
                                                             "for isolated networks: serve it inside the cluster and "
                                                             "name the sensors' networks in sourceRanges")
-            elif not lst.anonymous_topics:
+            elif not any(rule.access != "deny" for rule in lst.anonymous_topics):
                 yield ConfigIssue(loc + ["allowAnonymous"], "true needs anonymousTopics on the same listener: "
                                                             "anonymous clients would be granted nothing (list what "
                                                             "they may do, e.g. {access: write, topic: legacy/#})")
@@ -352,12 +352,20 @@ HEALTH_ACL_NAME = "health"
 
 
 def _anonymous_topic(loc: list, topic: str) -> Issues:
-    if any(token in topic.split("/") for token in ("%u", "%c")):
-        yield ConfigIssue(loc, f"{topic!r} is not allowed for anonymous clients: they have no user name, and a "
-                               "client id is whatever the client says (name the topics, e.g. legacy/line-1/#)")
-    elif grammar.matches_everything_from_depth(topic) is not None:
+    levels = topic.split("/")
+    if grammar.matches_everything_from_depth(topic) is not None:
         yield ConfigIssue(loc, f"{topic!r} would let every anonymous client reach every topic (name the sensors' "
                                "own topics, e.g. legacy/#)")
+    elif levels[0] in ("+", "#"):
+        yield ConfigIssue(loc, f"{topic!r} starts with a wildcard, so anonymous clients would reach every tree "
+                               "of that shape, other devices' commands included (root it in the sensors' own "
+                               "topics, e.g. legacy/#)")
+    elif levels[0].startswith("$"):
+        yield ConfigIssue(loc, f"{topic!r} is not allowed for anonymous clients ($ topics are the broker's own, "
+                               "e.g. $SYS; name the sensors' topics, e.g. legacy/#)")
+    elif any(token in levels for token in ("%u", "%c")):
+        yield ConfigIssue(loc, f"{topic!r} is not allowed for anonymous clients: they have no user name, and a "
+                               "client id is whatever the client says (name the topics, e.g. legacy/line-1/#)")
 
 
 def _source_ranges(lst: Listener, loc: list, exposed: Optional[str]) -> Issues:

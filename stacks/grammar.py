@@ -937,6 +937,12 @@ def duration(value: str) -> str | None:
     return None
 
 
+def duration_seconds(value: str) -> int:
+    """Seconds of a valid mosquitto duration (see duration(): m is a 30-day month)."""
+    found = _DURATION_RE.fullmatch(value)
+    return int(found[1]) * _DURATION_UNITS[found[2]]
+
+
 def ranges_cover_everything(values) -> bool:
     """True when source ranges together admit every IPv4 or every IPv6 address (0.0.0.0/1 + 128.0.0.0/1 is
     as open as 0.0.0.0/0); unparseable entries are ignored (the range grammar refuses them)."""

@@ -24,7 +24,7 @@ import pytest
 
 from components.haproxy import HaProxyFrontend
 from components.kube import SKIP_AWAIT
-from components.haproxy_cfg import CHECK_TIMING, HEALTH_BACKEND, SHARED_TABLE, render_haproxy_cfg
+from components.haproxy_cfg import CHECK_TIMING, HEALTH_BACKEND, SHARED_TABLE, render_haproxy_cfg, stick_expiry
 from components.haproxy_pod import HAPROXY_UID, STATS_DIR, STATS_FILE_MODE
 from components.pki import Pki
 from estate.haproxy_files import rewrite_haproxy_cfg
@@ -451,3 +451,24 @@ def test_start_script_uses_only_posix_sh():
     assert result.returncode == 0, result.stderr
     if checkbashisms:
         assert subprocess.run([checkbashisms, str(START)], capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("seconds, expected", [(7 * 86400, "7d"), (7200, "7200s"), (365 * 86400, "24d"), (0, "1s")])
+def test_stickiness_lasts_the_session_expiry_within_haproxys_limit(seconds, expected):
+    assert stick_expiry(seconds) == expected
+
+
+@pytest.mark.parametrize("topology", ["active-active", "active-standby"])
+def test_one_broker_tables_never_expire(topology):
+    """The one-entry tables (active-standby, shared subscriptions) have no expire: a quiet week must not send the
+    next client to another broker than the ones still connected."""
+    cfg = render_haproxy_cfg({
+        "ports": [{"name": "mqtt", "port": 1883}, {"name": "mqtt-shared", "port": 1885, "broker_port": 1883,
+                                                    "shared": True}],
+        "servers": ["m-0.h.ns.svc.cluster.local"], "check_port": 1884, "check_name": "m-0.h.ns.svc.cluster.local",
+        "topology": topology, "peers": ["f-0.fh.ns.svc.cluster.local"], "timeout_seconds": 90, "maxconn": 100,
+        "server_maxconn": 50, "stick_expiry_seconds": 3600})
+    tables = [line.strip() for line in cfg.splitlines() if line.strip().startswith("stick-table")]
+    one_entry = [t for t in tables if " size 1 " in t]
+    assert one_entry and all(" expire " not in t for t in one_entry)
+    assert all("expire 3600s" in t for t in tables if t not in one_entry)

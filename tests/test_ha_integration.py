@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -19,7 +20,7 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 
-from estate.haproxy_runtime import stick_table
+from estate.haproxy_runtime import runtime_command, stick_table
 from estate.render import render
 from tests.conftest import ROOT, TEST_STACKS
 from tests.mqtt5_kit import boot, wait_for
@@ -211,6 +212,21 @@ def test_p1_same_client_id_returns_to_same_broker(ha):
         again = Client(conn, "sticky-device").start()
         assert again.broker() == broker
         again.stop()
+
+
+def test_p1_a_client_keeps_its_broker_as_long_as_its_session(ha):
+    """The stickiness entry of a connected client lasts the brokers' session expiry (7d in ha.yaml), not 30 min
+    from connecting: HAProxy counts an entry down from its last match however long the client stays connected
+    (components/haproxy_cfg.py, STICK_EXPIRY_MAX), so a reconnect after a long connection must still find it."""
+    _, conn = ha
+    client = client_on(conn, "b1", "long-lived")
+    try:
+        text = runtime_command(Path(conn["frontends"][0]["runtime_socket"]), "show table mqtt")
+        entry = next(line for line in text.splitlines() if f"key={client.client_id} " in line)
+        remaining_ms = int(re.search(r" exp=(\d+)", entry).group(1))
+        assert 7 * 86400 * 1000 - 60_000 < remaining_ms <= 7 * 86400 * 1000, entry
+    finally:
+        client.stop()
 
 
 # --- P2: failover ------------------------------------------------------------------------------------

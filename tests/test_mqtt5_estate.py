@@ -447,3 +447,39 @@ def test_a_removed_broker_leaves_no_queue_on_the_hub(fresh_estate):
     time.sleep(1)
     probe.stop()
     assert (probe.session_present, len(probe.received)) == (False, 0)
+
+
+# --- retained state written from two places ----------------------------------------------------------
+
+def _racing_retained(estate: Estate, writers: list) -> int:
+    """Two writers set the same 20 retained topics at the same moment; late readers on every broker compare.
+    Returns how many topics the brokers disagree on."""
+    base = topic("race")
+    for i in range(20):
+        for n, writer in enumerate(writers):
+            writer.c.publish(f"{base}/{i}", f"writer-{n}".encode(), qos=1, retain=True)
+    time.sleep(1 + estate.bridge_delay)
+    views = []
+    for where in ("b0", "b1", "b2"):
+        reader = estate.client(where, f"race-reader-{where}")
+        reader.subscribe(f"{base}/#", 1)
+        wait_for(lambda: len(reader.received) >= 20, 5)
+        reader.stop()
+        views.append({m["topic"]: m["payload"] for m in reader.received})
+    for writer in writers:
+        writer.stop()
+    return sum(1 for i in range(20) if len({view.get(f"{base}/{i}") for view in views}) > 1)
+
+
+def test_racing_retained_writers_agree_through_one_broker(estate):
+    """Retained state written from two places at once (a redundant HMI pair, a PLC and its standby): writers on
+    different brokers can leave the brokers holding different last values (each broker keeps the one that reached
+    it last); through the shared ports both writers are on one broker, which orders their writes, and the star
+    carries them to every broker in that order."""
+    if estate.standby:
+        pytest.skip("active-standby: every writer is on one broker already")
+    spread = _racing_retained(estate, [estate.client("b1", "race-a"), estate.client("b2", "race-b")])
+    together = _racing_retained(estate, [estate.shared_client("race-a", replica=0),
+                                         estate.shared_client("race-b", replica=1)])
+    print(f"retained race: {spread}/20 topics disagree with writers on two brokers, {together}/20 through one")
+    assert together == 0
