@@ -24,7 +24,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.haproxy_cfg import PEER_PORT, STATS_PORT, FrontendPort, render_haproxy_cfg
+from components.haproxy_cfg import (DEFAULT_STICK_EXPIRY_SECONDS, PEER_PORT, STATS_PORT, FrontendPort,
+                                   render_haproxy_cfg)
 from components.haproxy_pod import APP, frontend_container, frontend_pod_template
 from components.kube import client_service, content_hash, labels, selector
 from components.pki import ClientCertificate
@@ -113,7 +114,7 @@ class HaProxyFrontend(pulumi.ComponentResource):
             "ports": args["ports"], "servers": args["broker_servers"], "check_port": args["internal_port"],
             "check_name": args["check_name"], "topology": args.get("topology", "active-active"), "peers": peers,
             "timeout_seconds": args["timeout_seconds"], "maxconn": args.get("maxconn", 20000),
-            "stick_expiry_seconds": args.get("stick_expiry_seconds", 7 * 86400),
+            "stick_expiry_seconds": args.get("stick_expiry_seconds", DEFAULT_STICK_EXPIRY_SECONDS),
             "server_maxconn": args.get("server_maxconn", 10000)})
         cfg_hash = content_hash(cfg, START_SCRIPT)
         config_map = k8s.core.v1.ConfigMap(

@@ -38,6 +38,10 @@ connected; the maximum is "slightly above 24 days"; without `expire` an entry is
 full (HAProxy v2.8.0 doc/configuration.txt:12395-12402)."""
 
 
+DEFAULT_STICK_EXPIRY_SECONDS = 7 * 86400
+"""mosquitto's session expiry in the shipped stacks (persistence.sessionExpiry 7d)."""
+
+
 def stick_expiry(seconds: int) -> str:
     """HAProxy time format for a stick-table `expire` (days when whole, else seconds), capped at the maximum."""
     seconds = max(1, min(seconds, STICK_EXPIRY_MAX))
@@ -145,6 +149,7 @@ def render_haproxy_cfg(s: HaProxySettings) -> str:
     ]
     lines += _health_backend(s)
     active_standby = s.get("topology", "active-standby") == "active-standby"
+    expire = stick_expiry(s.get("stick_expiry_seconds", DEFAULT_STICK_EXPIRY_SECONDS))
     for port in s["ports"]:
         name, tls = port["name"], port.get("tls", False)
         lines += ["", f"frontend {name}", f"    bind :{port['port']}", f"    maxconn {s['maxconn']}"]
@@ -160,7 +165,6 @@ def render_haproxy_cfg(s: HaProxySettings) -> str:
             lines += ["    tcp-request content reject unless { req.payload(0,0),mqtt_is_valid }"]
         lines += [f"    default_backend {name}"]
         lines += ["", f"backend {name}"]
-        expire = stick_expiry(s.get("stick_expiry_seconds", 7 * 86400))
         if port.get("shared"):
             lines += _shared_backend()
         elif active_standby:

@@ -40,7 +40,7 @@ class EstateResources:
 def frontend_ports(estate: Estate) -> list[dict]:
     """What the frontend binds: MQTT listeners, TLS websocket listeners (passed through like MQTTS; plain
     websockets stay inside the cluster), then the shared-subscription ports, each forwarding to its listener."""
-    carried = {lst.name: lst for lst in estate.broker.listeners if lst.protocol == "mqtt" or lst.tls}
+    carried = {lst.name: lst for lst in estate.broker.listeners if lst.through_frontend}
     ports = [{"name": lst.name, "port": lst.port, "tls": lst.tls,
               "scheme": ("wss" if lst.protocol == "websockets" else "mqtts") if lst.tls else "mqtt",
               "source_ranges": list(lst.source_ranges)}

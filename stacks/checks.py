@@ -93,23 +93,13 @@ def _listeners(estate: Estate) -> Issues:
             yield _privileged(["broker", "ha", "internalPort"], internal, "broker")
         else:
             taken_ports[internal] = "broker.ha.internalPort (bridges and health checks)"
-    seen_names: dict[str, int] = {}
-    seen_ports: dict[int, int] = {}
+    seen_names: dict[str, str] = {}
+    seen_ports: dict[int, str] = {}
     for i, lst in enumerate(broker.listeners):
         loc = ["broker", "listeners", i]
-        repeated = _repeated(loc + ["name"], lst.name, seen_names, i, "listeners", "names")
-        if repeated:
-            yield repeated
-        elif lst.name in reserved_names:
-            yield ConfigIssue(loc + ["name"], f"{lst.name!r} is reserved for {reserved_names[lst.name]} "
-                                              "(choose another name)")
-        repeated = _repeated(loc + ["port"], lst.port, seen_ports, i, "listeners", "ports")
-        if repeated:
-            yield repeated
-        elif lst.port in taken_ports:
-            yield ConfigIssue(loc + ["port"], f"{lst.port} is reserved for {taken_ports[lst.port]} (use another port)")
-        elif lst.port < 1024:
-            yield _privileged(loc + ["port"], lst.port, "broker and HAProxy")
+        yield from _name_taken(loc + ["name"], lst.name, seen_names, f"listeners[{i}]", reserved_names, "names")
+        yield from _port_taken(loc + ["port"], lst.port, seen_ports, f"listeners[{i}]", taken_ports,
+                               "broker and HAProxy", "ports")
         if lst.require_certificate and not lst.tls:
             yield ConfigIssue(loc + ["requireCertificate"], "true needs tls: true on the same listener")
         elif lst.require_certificate and lst.protocol == "websockets":
@@ -123,12 +113,34 @@ def _listeners(estate: Estate) -> Issues:
             yield ConfigIssue(loc + ["tlsVersion"], "has no effect without tls: true on the same listener")
 
 
-def _repeated(loc: list, value, seen: dict, index: int, collection: str, what: str) -> Optional[ConfigIssue]:
-    """The issue when `value` was taken by an earlier entry of `collection`; otherwise records it as taken."""
+def _repeated(loc: list, value, seen: dict, label: str, what: str) -> Optional[ConfigIssue]:
+    """The issue when `value` was taken by an earlier entry (`seen`: value -> its label, e.g. listeners[0]);
+    otherwise records it as taken by `label`."""
     if value in seen:
-        return ConfigIssue(loc, f"{value!r} is already used by {collection}[{seen[value]}] ({what} must be unique)")
-    seen[value] = index
+        return ConfigIssue(loc, f"{value!r} is already used by {seen[value]} ({what} must be unique)")
+    seen[value] = label
     return None
+
+
+def _name_taken(loc: list, name: str, seen: dict, label: str, reserved: Mapping[str, str], what: str) -> Issues:
+    """A name used by an earlier entry, or one the estate makes for itself."""
+    repeated = _repeated(loc, name, seen, label, what)
+    if repeated:
+        yield repeated
+    elif name in reserved:
+        yield ConfigIssue(loc, f"{name!r} is reserved for {reserved[name]} (choose another name)")
+
+
+def _port_taken(loc: list, port: int, seen: dict, label: str, taken: Mapping[int, str], pods: str,
+                what: str) -> Issues:
+    """A port used by an earlier entry or by the estate itself, or one the unprivileged pods cannot open."""
+    repeated = _repeated(loc, port, seen, label, what)
+    if repeated:
+        yield repeated
+    elif port in taken:
+        yield ConfigIssue(loc, f"{port} is reserved for {taken[port]} (use another port)")
+    elif port < 1024:
+        yield _privileged(loc, port, pods)
 
 
 def _privileged(loc: list, port: int, pods: str) -> ConfigIssue:
@@ -217,7 +229,7 @@ REGISTRY_LABELS = ("co", "com", "net", "org", "gov", "edu", "ac", "or", "ne", "g
 
 def _frontend(estate: Estate) -> Issues:
     listeners = estate.broker.listeners
-    if estate.frontend_enabled and not any(map(_frontend_carries, listeners)):
+    if estate.frontend_enabled and not any(lst.through_frontend for lst in listeners):
         yield ConfigIssue(["frontend", "enabled"], "needs a listener with protocol: mqtt or tls: true "
                                                    "(plain websockets stay inside the cluster)")
     if estate.frontend.enabled is False and estate.clustered:
@@ -234,7 +246,7 @@ def _shared_subscriptions(estate: Estate) -> Issues:
     if not estate.frontend_enabled:
         return  # _frontend already says the key has no effect
     broker = estate.broker
-    carried = {lst.name for lst in broker.listeners if _frontend_carries(lst)}
+    carried = {lst.name for lst in broker.listeners if lst.through_frontend}
     reserved_names = reserved_listener_names(True)
     taken_ports = {**reserved_ports(True), broker.ha.internal_port: "broker.ha.internalPort"}
     seen_names = {lst.name: f"broker.listeners[{i}]" for i, lst in enumerate(broker.listeners)}
@@ -252,22 +264,10 @@ def _shared_subscriptions(estate: Estate) -> Issues:
                                                   "one per listener)")
         else:
             seen_listeners[shared.listener] = i
-        if shared.name in reserved_names:
-            yield ConfigIssue(loc + ["name"], f"{shared.name!r} is reserved for {reserved_names[shared.name]} "
-                                              "(choose another name)")
-        elif shared.name in seen_names:
-            yield ConfigIssue(loc + ["name"], f"{shared.name!r} is already used by {seen_names[shared.name]} "
-                                              "(frontend port names must be unique)")
-        seen_names.setdefault(shared.name, f"frontend.sharedSubscriptions[{i}]")
-        if shared.port in taken_ports:
-            yield ConfigIssue(loc + ["port"], f"{shared.port} is reserved for {taken_ports[shared.port]} "
-                                              "(use another port)")
-        elif shared.port in seen_ports:
-            yield ConfigIssue(loc + ["port"], f"{shared.port} is already used by {seen_ports[shared.port]} "
-                                              "(frontend ports must be unique)")
-        elif shared.port < 1024:
-            yield _privileged(loc + ["port"], shared.port, "HAProxy")
-        seen_ports.setdefault(shared.port, f"frontend.sharedSubscriptions[{i}]")
+        label = f"frontend.sharedSubscriptions[{i}]"
+        yield from _name_taken(loc + ["name"], shared.name, seen_names, label, reserved_names, "frontend port names")
+        yield from _port_taken(loc + ["port"], shared.port, seen_ports, label, taken_ports, "HAProxy",
+                               "frontend ports")
 
 
 def _exposure(estate: Estate) -> Issues:
@@ -288,15 +288,10 @@ def _exposure(estate: Estate) -> Issues:
                                                     "must carry them; IP addresses go in pki.extraIpAddresses)")
 
 
-def _frontend_carries(lst: Listener) -> bool:
-    """Listeners the frontend proxies (stacks/build.py): MQTT, and TLS websockets passed through like MQTTS."""
-    return lst.protocol == "mqtt" or lst.tls
-
-
 def _load_balancer(estate: Estate, lst: Listener) -> Optional[str]:
     """The key of the LoadBalancer Service that carries the listener outside the cluster, or None."""
     if estate.frontend_enabled:
-        carried = _frontend_carries(lst) and estate.frontend.service.type == "LoadBalancer"
+        carried = lst.through_frontend and estate.frontend.service.type == "LoadBalancer"
         return "frontend.service.type" if carried else None
     return "broker.service.type" if estate.broker.service.type == "LoadBalancer" else None
 
@@ -476,10 +471,10 @@ def _users(estate: Estate) -> Issues:
     zones = broker.acl.factory.zones if broker.acl.factory else None
     groups = broker.acl.sparkplug.groups if broker.acl.sparkplug else None
     reserved = internal_users(broker.name)
-    seen: dict[str, int] = {}
+    seen: dict[str, str] = {}
     for i, user in enumerate(estate.users):
         loc = ["users", i]
-        repeated = _repeated(loc + ["name"], user.name, seen, i, "users", "names")
+        repeated = _repeated(loc + ["name"], user.name, seen, f"users[{i}]", "names")
         if repeated:
             yield repeated
         elif user.name in reserved:

@@ -113,6 +113,12 @@ class Listener(Model):
     """Networks that may connect to this listener (a NetworkPolicy rule, or the frontend's source check); empty:
     every address that reaches the Service."""
 
+    @property
+    def through_frontend(self) -> bool:
+        """Whether the frontend carries this listener: MQTT, and TLS websockets passed through like MQTTS (plain
+        websockets stay inside the cluster)."""
+        return self.protocol == "mqtt" or self.tls
+
 
 DEFAULT_LISTENERS = (
     Listener(name="mqtt", port=1883),

@@ -87,7 +87,7 @@ class V5Client:
                     self.c.subscribe(topic, options=options, properties=props)
             self.connected.set()
 
-    def start(self) -> "V5Client":
+    def _connect(self) -> None:
         props = Properties(PacketTypes.CONNECT)
         if self.session_expiry:
             props.SessionExpiryInterval = self.session_expiry
@@ -95,16 +95,15 @@ class V5Client:
             setattr(props, key, value)
         self.c.connect(self.host, self.port, keepalive=10, clean_start=self.clean_start, properties=props)
         self.c.loop_start()
+
+    def start(self) -> "V5Client":
+        self._connect()
         assert self.connected.wait(5), f"{self.client_id} did not connect: {self.connacks}"
         return self
 
     def refused(self) -> int:
         """Connect expecting a refusal: the CONNACK reason code (0 if it was accepted)."""
-        props = Properties(PacketTypes.CONNECT)
-        for key, value in self.connect_properties.items():
-            setattr(props, key, value)
-        self.c.connect(self.host, self.port, keepalive=10, clean_start=self.clean_start, properties=props)
-        self.c.loop_start()
+        self._connect()
         wait_for(lambda: self.connacks, 5)
         self.c.loop_stop()
         self.c.disconnect()
@@ -188,6 +187,9 @@ class Target:
     """Where a scenario runs; `client(where)` gives a started client on broker `where` (b0, b1, ...)."""
 
     name = ""
+    address: tuple[str, int] = ("127.0.0.1", 0)
+    """Where a client connects when the broker does not matter (the estate: its ordinary MQTT port)."""
+    credentials: Optional[tuple[str, str]] = None
     bridge_delay = 0.0
     """How long a new subscription takes to be known where publishers are (the bridges), before publishing."""
 
@@ -209,10 +211,10 @@ class PlainMosquitto(Target):
     name = "single"
 
     def __init__(self, port: int):
-        self.port = port
+        self.address = ("127.0.0.1", port)
 
     def client(self, where: str, prefix: str, client_id: Optional[str] = None, **kwargs) -> V5Client:
-        return V5Client("127.0.0.1", self.port, client_id or self.new_id(prefix), **kwargs).start()
+        return V5Client(*self.address, client_id or self.new_id(prefix), **kwargs).start()
 
     def shared_client(self, prefix: str, client_id: Optional[str] = None, replica: int = 0, **kwargs) -> V5Client:
         return self.client("", prefix, client_id, **kwargs)
@@ -254,7 +256,7 @@ class Estate(Target):
         self.credentials = ("admin", creds["admin"])
         frontend = conn["frontends"][0]
         self.socket = Path(frontend["runtime_socket"])
-        self.listener = self._address(frontend, listener)
+        self.listener = self.address = self._address(frontend, listener)
         self.shared = [self._address(replica, shared_listener) for replica in conn["frontends"]]
         self.standby = standby
         """active-standby topology: every client on the one serving broker."""

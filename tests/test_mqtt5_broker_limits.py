@@ -19,7 +19,7 @@ import uuid
 
 import pytest
 
-from tests.mqtt5_kit import Estate, Target, V5Client, booted_estate, plain_mosquitto, wait_for
+from tests.mqtt5_kit import Target, V5Client, booted_estate, plain_mosquitto, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +62,7 @@ def response_information(target: Target) -> bool:
 
 def enhanced_authentication(target: Target) -> int:
     """CONNACK reason code for a CONNECT naming an Authentication Method (SCRAM) without an auth plugin."""
-    host, port = (target.listener if isinstance(target, Estate) else ("127.0.0.1", target.port))
-    client = V5Client(host, port, Target.new_id("auth"), getattr(target, "credentials", None),
+    client = V5Client(*target.address, Target.new_id("auth"), target.credentials,
                       connect_properties={"AuthenticationMethod": "SCRAM-SHA-256", "AuthenticationData": b"n,,n=u"})
     return client.refused()
 
@@ -71,10 +70,8 @@ def enhanced_authentication(target: Target) -> int:
 def receive_maximum_exceeded(target: Target) -> dict:
     """A client sends 40 QoS 2 PUBLISH packets without ever releasing them (no PUBREL), twice the server's
     Receive Maximum: MQTT 5 (3.3.4) says the server disconnects it with 0x93. What does it do?"""
-    host, port = (target.listener if isinstance(target, Estate) else ("127.0.0.1", target.port))
-    creds = getattr(target, "credentials", None)
-    with socket.create_connection((host, port), timeout=5) as sock:
-        sock.sendall(_connect_packet(Target.new_id("rm"), creds))
+    with socket.create_connection(target.address, timeout=5) as sock:
+        sock.sendall(_connect_packet(Target.new_id("rm"), target.credentials))
         connack = _read_packet(sock)
         assert connack[0] == 0x20 and connack[1][1] == 0, connack
         receive_maximum = _property(connack[1], 0x21)

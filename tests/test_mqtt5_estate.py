@@ -16,15 +16,7 @@ import pytest
 from tests.mqtt5_kit import (Estate, PlainMosquitto, Target, V5Client, booted_estate, plain_mosquitto,
                               publish_properties, wait_for)
 
-pytestmark = pytest.mark.usefixtures("_need_binaries")
-
-
-@pytest.fixture(scope="module")
-def _need_binaries():
-    import shutil
-    for binary in ("mosquitto", "haproxy"):
-        if shutil.which(binary) is None:
-            pytest.fail(f"{binary} is not installed (bash .ci/run installs it)")
+from tests.test_ha_integration import _need_binaries  # noqa: F401 (autouse fixture: mosquitto and haproxy)
 
 
 @pytest.fixture(scope="module")
