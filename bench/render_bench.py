@@ -9,9 +9,18 @@ reported as PASS/MISS, never asserted:
   - at 100 brokers the render costs at most 1.5x the floor.
 When the broker ratio misses, a breakdown of where the time goes follows (skip it with --no-breakdown).
 
+Device cases (bench/device_stack.py: the prod stack's settings with 1,000 and 10,000 devices, half certificate,
+half password): each render, its floor and a same-shape floor run in processes of their own, so each peak RSS
+(the process's high-water mark, VmHWM) is that run's alone. Targets, also PASS/MISS only:
+  - 1,000 devices: the render costs at most 1.5x the floor;
+  - 10,000 devices: the render completes with a peak RSS under 2 GiB.
+The per-device cost (Pulumi resources and Kubernetes objects per certificate device and per password device) is
+counted from what each render registered. `--devices-only` runs just these cases (about 2.5 minutes on 2 cores).
+
 Nothing in the repository is written: seeds live in a temporary state dir, output in a temporary directory.
-Default run: about 2 minutes on 2 cores. --prod-iterations adds a 100-broker run at 210000 PBKDF2 iterations
-(about +1 minute); --profile adds cProfile runs (slow).
+Default run: about 3 minutes on 2 cores, 2.5 of them the device cases (skip those with --no-devices).
+--prod-iterations adds a 100-broker run at the supplied-password default of PBKDF2 iterations (about +1 minute); --profile adds cProfile
+runs (slow).
 """
 
 from __future__ import annotations
@@ -21,11 +30,14 @@ import contextlib
 import cProfile
 import gc
 import io
+import json
 import logging
 import os
 import pickle
 import pstats
+import re
 import resource
+import subprocess
 import sys
 import tempfile
 import threading
@@ -34,6 +46,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Callable, Iterator, Optional
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/render_bench.py` puts bench/, not the repo root, on sys.path
@@ -54,7 +67,8 @@ IMPORT_S = time.perf_counter() - _T0
 
 PROD_TARGET_S = 1.0
 RATIO_TARGET = 1.5
-PRODUCTION_ITERATIONS = 210_000
+PRODUCTION_ITERATIONS = 10_000
+"""broker.auth.passwordIterations' default; it applies to supplied passwords only (generated ones: 101)."""
 SYNTHETIC_STACK = "bench"
 
 
@@ -254,6 +268,19 @@ def peak_rss_mib() -> float:
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
 
 
+def own_peak_rss_mib() -> float:
+    """This process's own peak RSS: Linux's VmHWM, which a new program image starts afresh. (ru_maxrss of a child
+    starts at its parent's RSS when it was forked, and survives exec: a worker started by a 350 MiB bench process
+    would report at least 350 MiB.)"""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return peak_rss_mib()
+
+
 @dataclass
 class Case:
     name: str
@@ -406,21 +433,17 @@ def breakdown(synthetic: Synthetic, case: Case) -> list[str]:
         yaml_line = f"YAML for {len(objects)} objects: {python_s:.2f} s (libyaml not available)"
     del registry, objects, python_yaml
 
-    clock = Clock()
-    with gc_paused():
-        start = time.perf_counter()
-        synthetic.render(clock)
-        paused = time.perf_counter() - start
-    start = time.perf_counter()
+    # the engine pauses the cyclic collector while the program runs and freezes what the run leaves
+    # (estate/engine.py _collector_paused); the floor leaves it on
+    with mock.patch.object(engine, "_collector_paused", contextlib.nullcontext):
+        collector_on, _ = timed(lambda: synthetic.render(Clock()))
     gc.collect()
-    deferred = time.perf_counter() - start
     with gc_paused():
         floor_paused, _ = timed(lambda: floor_run(case.resources))
     gc.collect()
-    lines.append(f"cyclic GC paused during the run: render {paused:.2f} s (program "
-                 f"{clock.seconds['program (run_program)']:.2f} s) + {deferred:.2f} s for one gc.collect() afterwards "
-                 f"= {paused + deferred:.2f} s, vs {case.render:.2f} s with GC on; "
-                 f"floor with GC paused: {floor_paused:.2f} s, vs {case.floor:.2f} s")
+    lines.append(f"cyclic GC: the render with the engine's collector pause switched off takes {collector_on:.2f} s "
+                 f"(vs {case.render:.2f} s); the floor with the collector paused takes {floor_paused:.2f} s "
+                 f"(vs {case.floor:.2f} s)")
     lines.append(yaml_line)
     return lines
 
@@ -463,6 +486,217 @@ def profile(fn: Callable[[], object], path: Path, title: str, top: int = 30) -> 
             f"cumulative, then tottime, top {top}; {path}) ---\n{text.getvalue()}")
 
 
+# ----------------------------------------------------------------------------------------- device cases
+
+DEVICE_COUNTS = (1_000, 10_000)
+DEVICE_RSS_TARGET_MIB = 2048
+DEVICE_NAME = re.compile(r"(?:cell|sensor)-\d{5}")
+"""bench/device_stack.py names certificate devices cell-NNNNN and password devices sensor-NNNNN."""
+DEVICE_STACK = "devices"
+
+
+class Replayed(pulumi.CustomResource):
+    def __init__(self, typ: str, name: str, props: dict):
+        super().__init__(typ, name, props)
+
+
+def shape_replay_run(registry: Registry) -> int:
+    """The same-shape floor: every registered resource again, under its own type token, carrying its real inputs
+    and one property per output it had (what a generated SDK class declares, so Pulumi makes the same Outputs),
+    with the floor's echo mocks: no TLS, no recording, no dependencies between resources. What Pulumi itself
+    costs for this many resources of these kinds."""
+    def body():
+        for i, res in enumerate(registry.resources):
+            if res.custom:
+                props = dict(res.inputs)
+                props.update({key: None for key in res.outputs if key not in props})
+                Replayed(res.type, f"r{i}", props)
+            else:
+                pulumi.ComponentResource(res.type, f"r{i}", None)
+    return mocks_run(body)
+
+
+def device_costs(registry: Registry, objects: list[dict]) -> dict:
+    """Pulumi resources and Kubernetes objects per certificate and per password device, counted from what the
+    program registered: a resource is a device's when its name holds the device's name (its key, CSR, certificate,
+    generated password; before grouping, its own Secret); a client-certificate bundle Secret counts 1/n for each of
+    its n users (the estate's own certificate users' shares count as shared); everything else is shared."""
+    from components.client_bundles import bundle_users
+
+    cert_devices = {m.group(0) for m in map(DEVICE_NAME.search, (u["name"] for u in
+                    registry.stack_outputs.get("users", []) if u["auth"] == "certificate")) if m}
+    password_devices = {m.group(0) for m in map(DEVICE_NAME.search, (u["name"] for u in
+                        registry.stack_outputs.get("users", []) if u["auth"] == "password")) if m}
+    counts = {"cert": [0.0, 0.0], "password": [0.0, 0.0], "shared": [0.0, 0.0]}
+    bundles = {o["metadata"]["name"]: bundle_users(o) for o in objects if bundle_users(o)}
+    for res in registry.resources:
+        k8s = res.custom and res.type.startswith("kubernetes:")
+        found = DEVICE_NAME.search(res.name)
+        name = res.inputs.get("metadata", {}).get("name") if k8s else None
+        if found and found.group(0) in cert_devices:
+            shares = {"cert": 1.0}
+        elif found and found.group(0) in password_devices:
+            shares = {"password": 1.0}
+        elif name in bundles:
+            users = bundles[name]
+            devices = sum(1 for user in users if user in cert_devices) / len(users)
+            shares = {"cert": devices, "shared": 1.0 - devices}
+        else:
+            shares = {"shared": 1.0}
+        for kind, share in shares.items():
+            counts[kind][0] += share
+            counts[kind][1] += share if k8s else 0.0
+    per = {"cert": len(cert_devices), "password": len(password_devices)}
+    return {"devices": per,
+            "per_device": {kind: [value / per[kind] if per[kind] else 0.0 for value in counts[kind]]
+                           for kind in ("cert", "password")},
+            "shared": counts["shared"]}
+
+
+def _device_worker(args) -> dict:
+    """One measured run in this (fresh) process, after a warm-up that loads every module."""
+    work = Path(args.work)
+    if args.device_worker == "render":
+        render_mod.render("dev", out=work / "out" / "warm-up", state_dir=work / "state")
+        gc.collect()
+        seconds, result = timed(lambda: render_mod.render(DEVICE_STACK, Path(args.stack_file),
+                                                          out=work / "out" / DEVICE_STACK, state_dir=work / "state"))
+        rss = own_peak_rss_mib()
+        Path(args.registry).write_bytes(pickle.dumps(result.registry))
+        from estate.policy_run import mandatory, run_policies
+        policy_s, violations = timed(lambda: run_policies(result.registry, DEVICE_STACK))
+        return {"seconds": seconds, "resources": len(result.registry.resources),
+                "objects": len(result.objects), "rss_mib": rss, "policy_s": policy_s,
+                "mandatory": len(mandatory(violations)), **device_costs(result.registry, result.objects)}
+    if args.device_worker == "floor":
+        floor_run(10)
+        seconds, count = timed(lambda: floor_run(args.resources))
+        return {"seconds": seconds, "resources": count, "rss_mib": own_peak_rss_mib()}
+    registry = pickle.loads(Path(args.registry).read_bytes())
+    mocks_run(lambda: None)
+    seconds, count = timed(lambda: shape_replay_run(registry))
+    return {"seconds": seconds, "resources": count, "rss_mib": own_peak_rss_mib()}
+
+
+def _run_worker(kind: str, work: Path, **options) -> dict:
+    command = [sys.executable, "-m", "bench.render_bench", "--device-worker", kind, "--work", str(work)]
+    for key, value in options.items():
+        command += [f"--{key.replace('_', '-')}", str(value)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"device worker {kind} failed ({done.returncode}): {done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@dataclass
+class DeviceCase:
+    devices: int
+    cert: int
+    password: int
+    runs: list[dict] = field(default_factory=list)
+    floors: list[dict] = field(default_factory=list)
+    shapes: list[dict] = field(default_factory=list)
+
+    @property
+    def render(self) -> float:
+        return min(r["seconds"] for r in self.runs)
+
+    @property
+    def floor(self) -> float:
+        return min(f["seconds"] for f in self.floors)
+
+    @property
+    def ratio(self) -> float:
+        return self.render / self.floor
+
+    @property
+    def render_rss(self) -> float:
+        return max(r["rss_mib"] for r in self.runs)
+
+    @property
+    def floor_rss(self) -> float:
+        return max(f["rss_mib"] for f in self.floors)
+
+    @property
+    def target(self) -> str:
+        return (f"≤ {RATIO_TARGET:g}x floor" if self.devices <= 1_000
+                else f"completes, peak RSS < {DEVICE_RSS_TARGET_MIB // 1024} GiB")
+
+    def verdict(self) -> str:
+        if self.devices <= 1_000:
+            return "PASS" if self.ratio <= RATIO_TARGET else "MISS"
+        return "PASS" if self.runs and self.render_rss < DEVICE_RSS_TARGET_MIB else "MISS"
+
+
+def bench_devices(work: Path, counts: tuple[int, ...], runs: int) -> list[DeviceCase]:
+    """Each count as half certificate, half password devices: a plant has both, and the per-device cost of each
+    kind is counted separately from the same render (device_costs), so two rows say what four would."""
+    from bench.device_stack import write_device_stack
+
+    cases = []
+    for devices in counts:
+        case = DeviceCase(devices, devices // 2, devices - devices // 2)
+        stack_file = write_device_stack(work / f"devices-{devices}.yaml", case.cert, case.password)
+        registry = work / f"registry-{devices}.pickle"
+        repeat = runs if devices <= 1_000 else 1
+        for _ in range(repeat):
+            case.runs.append(_run_worker("render", work, stack_file=stack_file, registry=registry))
+        resources = case.runs[0]["resources"]
+        for _ in range(repeat):
+            case.floors.append(_run_worker("floor", work, resources=resources))
+        case.shapes.append(_run_worker("shape", work, registry=registry))
+        registry.unlink()
+        cases.append(case)
+    return cases
+
+
+def device_table(cases: list[DeviceCase]) -> str:
+    rows = [("case", "Pulumi resources", "k8s objects", "render s", "floor s", "ratio", "same-shape floor s",
+             "render peak RSS MiB", "floor peak RSS MiB", "target", "verdict"),
+            ("---", "--:", "--:", "--:", "--:", "--:", "--:", "--:", "--:", "---", "---")]
+    for c in cases:
+        first = c.runs[0]
+        rows.append((f"{c.devices:,} devices ({c.cert:,} certificate + {c.password:,} password)",
+                     f"{first['resources']:,}", f"{first['objects']:,}", f"{c.render:.2f}", f"{c.floor:.2f}",
+                     f"{c.ratio:.2f}x", f"{min(s['seconds'] for s in c.shapes):.2f}", f"{c.render_rss:.0f}",
+                     f"{c.floor_rss:.0f}", c.target, c.verdict()))
+    return "\n".join("| " + " | ".join(r) + " |" for r in rows)
+
+
+def device_cost_table(cases: list[DeviceCase]) -> str:
+    rows = [("case", "per certificate device: Pulumi resources", "Kubernetes objects",
+             "per password device: Pulumi resources", "Kubernetes objects", "shared: Pulumi resources",
+             "Kubernetes objects"),
+            ("---", "--:", "--:", "--:", "--:", "--:", "--:")]
+    for c in cases:
+        costs = c.runs[0]
+        cert, password, shared = costs["per_device"]["cert"], costs["per_device"]["password"], costs["shared"]
+        rows.append((f"{c.devices:,} devices", f"{cert[0]:.3f}", f"{cert[1]:.3f}", f"{password[0]:.3f}",
+                     f"{password[1]:.3f}", f"{shared[0]:.0f}", f"{shared[1]:.0f}"))
+    return "\n".join("| " + " | ".join(r) + " |" for r in rows)
+
+
+def print_devices(cases: list[DeviceCase], runs: int) -> None:
+    print("\n### Devices (`bench/device_stack.py`: prod settings, half certificate, half password devices)\n")
+    print(device_table(cases))
+    print()
+    print(device_cost_table(cases))
+    print()
+    print(f"- render s: estate.render.render (stack file, program under mocks, every file written), best of {runs} "
+          "at 1,000 devices and one run at 10,000, each in a fresh process after a warm-up render of the dev stack. "
+          "Floor: the same number of trivial CustomResources in a fresh process. Same-shape floor: every resource "
+          "the render registered again under its own type, with its real inputs and output properties, echo mocks "
+          "(bench.render_bench.shape_replay_run): what Pulumi alone costs for resources of these kinds.")
+    print("- peak RSS: the high-water mark (VmHWM) of each run's own process, imports and the warm-up included (the "
+          "floor's process imports the same modules).")
+    for c in cases:
+        first = c.runs[0]
+        shape = min(s["seconds"] for s in c.shapes)
+        print(f"- {c.devices:,} devices: render {c.render / shape:.2f}x the same-shape floor, which is "
+              f"{shape / c.floor:.2f}x the trivial floor. The policy pack (what `render` and `up` run first) took "
+              f"{min(r['policy_s'] for r in c.runs):.2f} s more, {first['mandatory']} mandatory violation(s).")
+
+
 # ---------------------------------------------------------------------------------------------- output
 
 def table(cases: list[Case]) -> str:
@@ -497,43 +731,76 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="skip the breakdown that runs when the broker ratio misses")
     parser.add_argument("--profile", type=Path, nargs="?", const=Path(tempfile.gettempdir()) / "render-bench-prof",
                         metavar="DIR", help="cProfile prod and one synthetic render (stats to stderr, .prof to DIR)")
+    devices = parser.add_mutually_exclusive_group()
+    devices.add_argument("--devices-only", action="store_true", help="run only the device cases")
+    devices.add_argument("--no-devices", dest="devices", action="store_false", help="skip the device cases")
+    parser.add_argument("--device-counts", default=",".join(str(n) for n in DEVICE_COUNTS),
+                        help="device cases, comma-separated (default 1000,10000)")
+    parser.add_argument("--device-runs", type=int, default=2,
+                        help="renders (and floors) per device case up to 1,000 devices, best reported (default 2)")
+    for hidden in ("--device-worker", "--work", "--stack-file", "--registry"):
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
+    parser.add_argument("--resources", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     logging.getLogger("estate.pulumi").setLevel(logging.WARNING)
+    if args.device_worker:
+        print(json.dumps(_device_worker(args)))
+        return 0
     started = time.perf_counter()
     cases: list[Case] = []
+    device_cases: list[DeviceCase] = []
     extra: list[str] = []
     with tempfile.TemporaryDirectory(prefix="render-bench-") as tmp:
         work = Path(tmp)
-        cold_s, _ = timed(lambda: render_mod.render("prod", out=work / "out" / "cold", state_dir=work / "state"))
-        cases.append(bench_stack("dev", "-", args.runs, work))
-        cases.append(bench_stack("prod", f"< {PROD_TARGET_S:g} s", args.runs, work))
-        synthetic = Synthetic(work, args.brokers, args.iterations, args.password_users, args.cert_users)
-        broker_case = synthetic.case(args.broker_runs, args.broker_runs)
-        cases.append(broker_case)
-        if args.prod_iterations:
-            slow = Synthetic(work, args.brokers, PRODUCTION_ITERATIONS, args.password_users, args.cert_users)
-            cases.append(slow.case(1, 1, floor_from=broker_case))
-        if args.breakdown and broker_case.verdict() == "MISS":
-            extra = breakdown(synthetic, broker_case)
-        hash_s = single_hash_seconds(PRODUCTION_ITERATIONS)
-        policy_rows = [policy_timing(case.name, case.registry(), args.runs) for case in cases[1:3]]
-        if args.profile is not None:
-            print(profile(lambda: render_mod.render("prod", out=work / "out" / "prof", state_dir=work / "state"),
-                          args.profile / "prod.prof", "prod render"), file=sys.stderr)
-            print(profile(lambda: synthetic.render(Clock()), args.profile / "synthetic.prof",
-                          f"{args.brokers}-broker render"), file=sys.stderr)
+        if not args.devices_only:
+            cold_s, _ = timed(lambda: render_mod.render("prod", out=work / "out" / "cold", state_dir=work / "state"))
+            cases.append(bench_stack("dev", "-", args.runs, work))
+            cases.append(bench_stack("prod", f"< {PROD_TARGET_S:g} s", args.runs, work))
+            synthetic = Synthetic(work, args.brokers, args.iterations, args.password_users, args.cert_users)
+            broker_case = synthetic.case(args.broker_runs, args.broker_runs)
+            cases.append(broker_case)
+            if args.prod_iterations:
+                slow = Synthetic(work, args.brokers, PRODUCTION_ITERATIONS, args.password_users, args.cert_users)
+                cases.append(slow.case(1, 1, floor_from=broker_case))
+            if args.breakdown and broker_case.verdict() == "MISS":
+                extra = breakdown(synthetic, broker_case)
+            hash_s = single_hash_seconds(PRODUCTION_ITERATIONS)
+            policy_rows = [policy_timing(case.name, case.registry(), args.runs) for case in cases[1:3]]
+            if args.profile is not None:
+                print(profile(lambda: render_mod.render("prod", out=work / "out" / "prof", state_dir=work / "state"),
+                              args.profile / "prod.prof", "prod render"), file=sys.stderr)
+                print(profile(lambda: synthetic.render(Clock()), args.profile / "synthetic.prof",
+                              f"{args.brokers}-broker render"), file=sys.stderr)
+        if args.devices or args.devices_only:
+            counts = tuple(int(n) for n in args.device_counts.split(",") if n.strip())
+            device_cases = bench_devices(work, counts, args.device_runs)
     total = time.perf_counter() - started
 
     print(f"## Offline render benchmark ({os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
           f"pulumi {version('pulumi')}, pulumi-kubernetes {version('pulumi_kubernetes')})\n")
+    if cases:
+        print_classic(args, cases, extra, broker_case, cold_s, hash_s, policy_rows)
+    if device_cases:
+        print_devices(device_cases, args.device_runs)
+    targets = [] if args.devices_only else [f"prod < {PROD_TARGET_S:g} s",
+                                            f"{args.brokers} brokers ≤ {RATIO_TARGET:g}x floor"]
+    targets += [f"{c.devices:,} devices ≤ {RATIO_TARGET:g}x floor" if c.devices <= 1_000
+                else f"{c.devices:,} devices complete under {DEVICE_RSS_TARGET_MIB // 1024} GiB peak RSS"
+                for c in device_cases]
+    print(f"\nTargets: {'; '.join(targets)}. Whole benchmark: {total:.0f} s.")
+    return 0
+
+
+def print_classic(args, cases: list[Case], extra: list[str], broker_case: Case, cold_s: float, hash_s: float,
+                  policy_rows: list[tuple]) -> None:
     print(table(cases))
     print()
     print(f"- render s / floor s: best of {args.runs} runs (stacks) or {args.broker_runs} (synthetic), imports warm. "
           "Floor: a bare Pulumi-mocks program (fresh root stack, mocks echo inputs) registering the same number of "
           "trivial CustomResources, one small input each, no components.")
     print("- dev/prod render = estate.render.render: stack file, program under mocks with real TLS keys and "
-          f"{PRODUCTION_ITERATIONS}-iteration PBKDF2 (the production default), every file written. Synthetic render = "
+          "PBKDF2 hashes at the stacks' own iteration counts, every file written. Synthetic render = "
           f"a generated program building {args.brokers} Pki + MosquittoBroker pairs with stacks.build.build_estate "
           "(prod stack broker settings as one enterprise-broker without the HA tier, own name/namespace/users), "
           "run by estate.engine.run_program, then the same files written.")
@@ -561,9 +828,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     print("\nPeak RSS of the process (cumulative, ru_maxrss) after each case:")
     for c in cases:
         print(f"- {c.name}: {c.rss_mib:.0f} MiB")
-    print(f"\nTargets: prod < {PROD_TARGET_S:g} s; {args.brokers} brokers ≤ {RATIO_TARGET:g}x floor. "
-          f"Whole benchmark: {total:.0f} s.")
-    return 0
 
 
 if __name__ == "__main__":

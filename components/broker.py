@@ -20,16 +20,19 @@ from typing import Mapping, Optional, Sequence, TypedDict
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 
 from components.acl import AclUser, render_acl
-from components.kube import (RESTRICTED_CONTAINER, client_service, content_hash, dns_name, labels,
+from components.kube import (RESTRICTED_CONTAINER, client_service, content_hash, labels,
                              namespace_labels, restricted_pod, selector)
 from components.mosquitto_conf import (AUTH_DIR, BRIDGE_CERT_DIR, CERT_DIR, CONFIG_DIR, DATA_DIR, HEALTH_ACL,
                                        HEALTH_PORT, HEALTH_TOPIC, RUN_DIR, START_SCRIPT, BrokerSettings,
                                        ListenerSpec, render_bridge, render_mosquitto_conf)
 from components.names import INTERNAL_PORT_NAME, pod_dns_name, pod_dns_names  # noqa: F401 (public API)
+from components.credentials import SUPPLIED_ITERATIONS
+from components.password_logins import password_logins
 from components.passwords import password_file
+from components.client_bundles import COMPONENT as BUNDLE_COMPONENT
+from components.client_bundles import client_bundles
 from components.pki import ClientCertificate
 
 APP = "mosquitto"
@@ -68,7 +71,8 @@ class MosquittoBrokerArgs(TypedDict, total=False):
     settings: BrokerSettings
     """Listeners, limits and persistence as written into mosquitto.conf."""
     password_iterations: int
-    """PBKDF2 iterations of the `$7$` hashes."""
+    """PBKDF2 iterations of the `$7$` hashes of supplied passwords (generated ones, 190 bits, use mosquitto's
+    default 101: see components/credentials.py); at most 100000."""
     users: Sequence[BrokerUserArgs]
     acl_patterns: Sequence[tuple[str, str]]
     factory_zones: Optional[Sequence[str]]
@@ -79,7 +83,7 @@ class MosquittoBrokerArgs(TypedDict, total=False):
     server_cert_pem: pulumi.Input[str]
     server_key_pem: pulumi.Input[str]
     client_certificates: Mapping[str, ClientCertificate]
-    """Stored as one kubernetes.io/tls Secret per user, for handing to devices."""
+    """For handing to devices: grouped, many users per Opaque Secret (components/client_bundles.py)."""
     service_type: str
     """ClusterIP or LoadBalancer."""
     load_balancer_source_ranges: Sequence[str]
@@ -167,38 +171,28 @@ class MosquittoBroker(pulumi.ComponentResource):
             f"{name}-config", metadata=meta(f"{name}-config-{conf_hash[:10]}"),
             data={**conf_files, "health.acl": HEALTH_ACL, START_SCRIPT: START}, opts=child)
 
-        # Passwords: given as secrets, or generated; only their `$7$` hashes reach the cluster.
+        # Passwords: given as secrets, or generated; only their `$7$` hashes reach the cluster, each with the
+        # iteration count its origin calls for (components/credentials.py).
         _refuse_duplicate_users(users)
-        passwords: dict[str, pulumi.Output[str]] = {}
-        for user in users:
-            if not user.get("password_login", True):
-                continue
-            given = user.get("password")
-            if given is None:
-                given = random.RandomPassword(
-                    f"{name}-password-{user['name']}", length=32, special=False, opts=child).result
-            passwords[user["name"]] = pulumi.Output.secret(given)
         scope = f"{ns}/{name}"
-        iterations = args.get("password_iterations", 210_000)
+        logins = password_logins(name, users, args.get("password_iterations", SUPPLIED_ITERATIONS),
+                                 [ns, name, *(args.get("factory_zones") or ())], child)
         acl_rules = (args.get("acl_patterns", ()), args.get("factory_zones"), args.get("sparkplug", False))
         acl = render_acl(users, *acl_rules)
         # a listener that admits anonymous clients reads an ACL of its own: its anonymous rules, then the same
         # user blocks (mosquitto_conf._listener_block names the file `<listener>.acl`)
         listener_acls = {f"{lst['name']}.acl": render_acl(users, *acl_rules, anonymous=lst.get("anonymous_topics", ()))
                          for lst in listeners if lst.get("allow_anonymous") and not lst.get("require_certificate")}
-        names = sorted(passwords)
-        # PBKDF2 at production iterations is slow on purpose: hash in a worker thread so several brokers'
-        # files are computed side by side instead of holding up the event loop one after another.
-        passwd = pulumi.Output.all(*[passwords[n] for n in names]).apply(
-            lambda pws: asyncio.get_running_loop().run_in_executor(
-                None, password_file, dict(zip(names, pws)), scope, iterations))
+        # PBKDF2 is slow on purpose: hash in a worker thread so several brokers' files are computed side by side
+        # instead of holding up the event loop one after another.
+        passwd = logins.entries.apply(lambda entries: asyncio.get_running_loop().run_in_executor(
+            None, password_file, entries, scope))
         auth_secret = k8s.core.v1.Secret(
-            f"{name}-auth", metadata=meta(f"{name}-auth"), type="Opaque",
+            f"{name}-auth", metadata=meta(f"{name}-auth", annotations=logins.annotations()), type="Opaque",
             string_data={"passwd": passwd, "acl": acl, **listener_acls}, opts=child)
         auth_hash = pulumi.Output.unsecret(passwd.apply(lambda text: content_hash(
             text, acl, *[f"{key}\0{value}" for key, value in sorted(listener_acls.items())])))
-        self.credentials = pulumi.Output.secret(
-            pulumi.Output.all(*[passwords[n] for n in names]).apply(lambda pws: dict(zip(names, pws))))
+        self.credentials = logins.passwords
 
         # the key changes with the certificate, so hashing the certificates alone rolls the pods and keeps every
         # byte derived from the private key out of annotations and state
@@ -209,14 +203,9 @@ class MosquittoBroker(pulumi.ComponentResource):
                          "tls.key": pulumi.Output.secret(args["server_key_pem"])}, opts=child)
         tls_hash = pulumi.Output.unsecret(tls_bundle.apply(lambda parts: content_hash(*parts)))
 
-        for user_name, cert in sorted(args.get("client_certificates", {}).items()):
-            k8s.core.v1.Secret(
-                f"{name}-client-{user_name}",
-                metadata=meta(f"{name}-client-{dns_name(user_name)}", "client-certificate",
-                              annotations={"mqtt-estate.io/username": user_name}),
-                type="kubernetes.io/tls",
-                string_data={"ca.crt": args["ca_cert_pem"], "tls.crt": cert.cert_pem,
-                             "tls.key": pulumi.Output.secret(cert.key_pem)}, opts=child)
+        # devices' certificates and keys, for handing out: a few grouped Secrets that nothing mounts
+        client_bundles(name, ns, labels(APP, name, BUNDLE_COMPONENT), args["ca_cert_pem"],
+                       args.get("client_certificates", {}), child)
 
         ports = [{"name": lst["name"], "port": lst["port"], "targetPort": lst["name"], "protocol": "TCP"}
                  for lst in listeners]

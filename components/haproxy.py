@@ -24,7 +24,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.haproxy_cfg import (DEFAULT_STICK_EXPIRY_SECONDS, PEER_PORT, STATS_PORT, FrontendPort,
+from components.haproxy_cfg import (DEFAULT_STICK_EXPIRY_SECONDS, PEER_PORT, STATS_PORT, FloodLimits, FrontendPort,
                                    render_haproxy_cfg)
 from components.haproxy_pod import APP, frontend_container, frontend_pod_template
 from components.kube import client_service, content_hash, labels, selector
@@ -54,6 +54,11 @@ class HaProxyFrontendArgs(TypedDict, total=False):
     """How long a client keeps its broker after its last connection (the brokers' session expiry)."""
     maxconn: int
     server_maxconn: int
+    flood: FloodLimits
+    """Per-source connection-rate and concurrent-connection limits in every client frontend (default: on, 20 new
+    connections per 10 s and 100 open ones per source and replica; see haproxy_cfg._flood_rules). The limits count
+    the source address HAProxy sees, so a LoadBalancer Service keeps client addresses (externalTrafficPolicy
+    Local, components/kube.py client_service)."""
     service_type: str
     load_balancer_source_ranges: Sequence[str]
     resources: dict
@@ -115,7 +120,7 @@ class HaProxyFrontend(pulumi.ComponentResource):
             "check_name": args["check_name"], "topology": args.get("topology", "active-active"), "peers": peers,
             "timeout_seconds": args["timeout_seconds"], "maxconn": args.get("maxconn", 20000),
             "stick_expiry_seconds": args.get("stick_expiry_seconds", DEFAULT_STICK_EXPIRY_SECONDS),
-            "server_maxconn": args.get("server_maxconn", 10000)})
+            "server_maxconn": args.get("server_maxconn", 10000), "flood": args.get("flood") or {}})
         cfg_hash = content_hash(cfg, START_SCRIPT)
         config_map = k8s.core.v1.ConfigMap(
             f"{self._name}-config", metadata=self._meta(f"{self._name}-config-{cfg_hash[:10]}"),
@@ -151,10 +156,10 @@ class HaProxyFrontend(pulumi.ComponentResource):
             opts=self._child)
         ports = [{"name": p["name"], "port": p["port"], "targetPort": p["name"], "protocol": "TCP"}
                  for p in args["ports"]]
+        # HAProxy decides by the client's source address (stickiness of TLS clients, flood limits): keep it
         extra, spec = client_service(args.get("service_type", "ClusterIP"), self._selector, ports,
-                                     args.get("load_balancer_source_ranges"), args.get("skip_await", False))
-        if spec["type"] == "LoadBalancer":
-            spec["externalTrafficPolicy"] = "Local"  # keep client source addresses for stickiness
+                                     args.get("load_balancer_source_ranges"), args.get("skip_await", False),
+                                     keep_client_addresses=True)
         k8s.core.v1.Service(f"{self._name}-service", metadata=self._meta(self._name, **extra), spec=spec,
                             opts=self._child)
 

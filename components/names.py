@@ -6,7 +6,7 @@ use the same functions to make them, so the registry and the rendered objects ca
 
 from __future__ import annotations
 
-from components.haproxy_cfg import HEALTH_BACKEND, PEER_PORT, SHARED_TABLE, STATS_PORT
+from components.haproxy_cfg import FLOOD_TABLE, HEALTH_BACKEND, PEER_PORT, SHARED_TABLE, STATS_PORT
 from components.mosquitto_conf import HEALTH_PORT
 
 INTERNAL_PORT_NAME = "internal"
@@ -19,6 +19,7 @@ FRONTEND_SECTIONS = {
     "cluster": "HAProxy's resolvers section",
     HEALTH_BACKEND: "the HAProxy backend that health-checks the brokers",
     SHARED_TABLE: "the HAProxy stick table of the shared-subscription ports",
+    FLOOD_TABLE: "the HAProxy stick table of the per-source flood limits",
 }
 """Names HAProxy sections and the frontend pod's container ports already use; listener names become frontend and
 backend sections and container port names there."""

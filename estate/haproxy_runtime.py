@@ -22,9 +22,14 @@ def runtime_command(sock_path: Path, command: str, timeout: float = 2.0) -> str:
 
 
 def stick_table(sock_path: Path, table: str) -> dict[str, str]:
-    """key (client id or source address) -> server name, e.g. {'c0': 'b0'}."""
+    """key (client id or source address) -> server name, e.g. {'c0': 'b0'}. Source tables are `type ipv6`, which
+    store an IPv4 client as its mapped address (::ffff:127.0.0.2); it is given back as the IPv4 address."""
     text = runtime_command(sock_path, f"show table {table}")
-    return {m.group(1): m.group(2) for m in re.finditer(r"key=(\S+) .*?server_key=(\S+)", text)}
+    return {_unmapped(m.group(1)): m.group(2) for m in re.finditer(r"key=(\S+) .*?server_key=(\S+)", text)}
+
+
+def _unmapped(key: str) -> str:
+    return key[len("::ffff:"):] if key.startswith("::ffff:") and "." in key else key
 
 
 def server_states(sock_path: Path, backend: str) -> dict[str, int]:

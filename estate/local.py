@@ -1,7 +1,8 @@
 """`estate up --local`: boot the rendered estate as real processes on 127.0.0.1.
 
 Each pod becomes a directory holding exactly the files its volumes would hold. mosquitto.conf and
-haproxy.cfg change only in listener/bind addresses and ports, bridge/server/peer addresses and mount paths.
+haproxy.cfg change only in listener/bind addresses and ports, bridge/server/peer addresses and mount paths, and
+127.0.0.1 is exempt from the frontend's per-source limits (see _exempt_this_machine).
 Every process started here is stopped on exit, on success and on failure.
 """
 
@@ -25,8 +26,9 @@ from pathlib import Path
 from estate.haproxy_files import frontend_ports, rewrite_haproxy_cfg
 from estate.haproxy_runtime import server_states
 from estate.mounts import rewrite_paths
-from estate.manifests import pod_files, workloads
-from components.haproxy_cfg import HEALTH_BACKEND, PEER_PORT, server_id
+from estate.manifests import object_data, pod_files, workloads
+from components.client_bundles import bundle_users, cert_key, key_key
+from components.haproxy_cfg import FLOOD_TABLE, HEALTH_BACKEND, PEER_PORT, server_id
 from components.mosquitto_conf import AUTH_DIR, CONFIG_DIR, RUN_DIR, parse_listeners
 from estate.mosquitto_files import rewrite_conf
 from estate.output import write_file
@@ -212,6 +214,17 @@ def _frontend_sources(cfg: str) -> dict[str, list[str]]:
     return found
 
 
+def _exempt_this_machine(cfg: str) -> str:
+    """Exempt 127.0.0.1 from the per-source flood limits, as a NAT gateway would be.
+
+    Locally 127.0.0.1 stands for the whole plant: the engine's readiness probes and every local client connect
+    from it, where a cluster would see many devices with addresses of their own. Clients bound to another
+    loopback address (127.0.0.2, 127.0.1.x) are counted exactly as the rendered config says
+    (tests/test_flood_protection.py)."""
+    return re.sub(rf"^(\s+)(tcp-request connection track-sc0 src table {FLOOD_TABLE})$",
+                  r"\1tcp-request connection accept if { src 127.0.0.1 }\n\1\2", cfg, flags=re.M)
+
+
 def _scheme(protocol: str, tls: bool) -> str:
     return ("wss" if tls else "ws") if protocol == "websockets" else ("mqtts" if tls else "mqtt")
 
@@ -360,8 +373,9 @@ class LocalEstate:
         peers = {host: local for (host, port), local in addresses.items() if port == PEER_PORT}
         local_cfg = proc.directory / "local-haproxy.cfg"
         fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        write_file(local_cfg, rewrite_haproxy_cfg(cfg, proc.ports, addresses, peers, mounts, self.unused_port,
-                                                  fd_limit if fd_limit != resource.RLIM_INFINITY else None))
+        write_file(local_cfg, _exempt_this_machine(rewrite_haproxy_cfg(
+            cfg, proc.ports, addresses, peers, mounts, self.unused_port,
+            fd_limit if fd_limit != resource.RLIM_INFINITY else None)))
         spec_env = self._frontend_env(container, mounts)
         script = str(proc.directory / cfg_pod_path.lstrip("/")).replace("haproxy.cfg", "start.sh")
         proc.command = ["/bin/sh", script]
@@ -454,14 +468,15 @@ class LocalEstate:
         registry = self.rendered.registry
         out = self.workdir
         certs = {}
-        for obj in self.rendered.objects:
-            annotations = obj["metadata"].get("annotations") or {}
-            if obj["kind"] == "Secret" and "mqtt-estate.io/username" in annotations:
-                user = annotations["mqtt-estate.io/username"]
-                data = obj["stringData"]
-                write_file(out / "clients" / f"{user}.crt", data["tls.crt"])
-                write_file(out / "clients" / f"{user}.key", data["tls.key"], secret=True)
-                certs[user] = {"cert": str(out / "clients" / f"{user}.crt"), "key": str(out / "clients" / f"{user}.key")}
+        for obj in self.rendered.objects:  # the grouped client-certificate Secrets (components/client_bundles.py)
+            users = bundle_users(obj)
+            data = object_data(obj) if users else {}
+            for user in users:
+                cert, key = out / "clients" / f"{user}.crt", out / "clients" / f"{user}.key"
+                write_file(cert, data[cert_key(user)])
+                write_file(key, data[key_key(user)], secret=True)
+                certs[user] = {"cert": str(cert), "key": str(key)}
+        certs = dict(sorted(certs.items()))
         ca_file = out / "ca.crt"
         write_file(ca_file, registry.stack_outputs.get("caCertPem", ""))
         credentials = out / "credentials.json"

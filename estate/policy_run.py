@@ -89,6 +89,10 @@ def run_policies(registry: Registry, stack: str, overrides: Optional[dict] = Non
     overrides = overrides or {}
     rows = _resources(registry, stack)
     by_urn = {urn: (typ, name) for typ, name, urn, _, _ in rows}
+    # built once, not per policy: ~40 policies x 20,000 resources made a million of each at 10,000 devices (4 s)
+    options = [_options(parent) for _, _, _, _, parent in rows]
+    stack_resources = [PolicyResource(typ, props, urn, name, opts, None, None, [], {})
+                       for (typ, name, urn, props, _), opts in zip(rows, options)]
     violations: list[Violation] = []
     for policy in policies if policies is not None else load_policies():
         level = level_of(policy, overrides)
@@ -97,8 +101,7 @@ def run_policies(registry: Registry, stack: str, overrides: Optional[dict] = Non
         config = {k: v for k, v in (overrides.get(policy.name) or {}).items() if k != "enforcementLevel"} \
             if isinstance(overrides.get(policy.name), dict) else {}
         if isinstance(policy, StackValidationPolicy):
-            resources = [PolicyResource(typ, props, urn, name, _options(parent), None, None, [], {})
-                         for typ, name, urn, props, parent in rows]
+            resources = list(stack_resources)
 
             def report(message, urn=None, _policy=policy, _level=level):
                 typ, name = by_urn.get(urn, ("stack", stack))
@@ -109,12 +112,12 @@ def run_policies(registry: Registry, stack: str, overrides: Optional[dict] = Non
             except Exception as exc:  # noqa: BLE001 -- reported at the policy's level, see the module docstring
                 violations.append(_could_not_judge(policy, level, "pulumi:pulumi:Stack", f"mqtt-estate-{stack}", exc))
             continue
-        for typ, name, urn, props, parent in rows:
+        for (typ, name, urn, props, _), opts in zip(rows, options):
             def report(message, _urn=None, _policy=policy, _level=level, _typ=typ, _name=name):
                 violations.append(Violation(_policy.name, _level, _typ, _name, message))
 
             try:
-                policy.validate(ResourceValidationArgs(typ, props, urn, name, _options(parent), None, config), report)
+                policy.validate(ResourceValidationArgs(typ, props, urn, name, opts, None, config), report)
             except Exception as exc:  # noqa: BLE001 -- reported at the policy's level, see the module docstring
                 violations.append(_could_not_judge(policy, level, typ, name, exc))
     return violations

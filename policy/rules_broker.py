@@ -102,22 +102,6 @@ def sys_interval(props, _cfg):
             yield f"{key}: sys_interval is 0: no $SYS metrics for probes and exporters"
 
 
-def password_hashes(props, cfg):
-    text = object_data(props).get("passwd")
-    if text is None:
-        return
-    minimum = cfg.get("minimumIterations") or 210000
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        user, _, hashed = line.partition(":")
-        match = re.match(r"^\$7\$(\d+)\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$", hashed.strip())
-        if not match:
-            yield f"passwd line {number} ({user.strip()}): not a $7$ PBKDF2-SHA512 hash"
-        elif int(match.group(1)) < minimum:
-            yield f"passwd line {number} ({user.strip()}): {match.group(1)} PBKDF2 iterations (minimum {minimum})"
-
-
 # --- ACL files, read as mosquitto reads them ----------------------------------------------------------------
 #
 # eclipse/mosquitto v2.0.20 src/security_default.c, aclfile__parse() (lines 508-640): a line whose first
@@ -637,10 +621,6 @@ POLICIES = [
                     {"maximumSessionHours": {"type": "integer", "minimum": 1, "default": 24 * 365}}),
     resource_policy("broker-sys-metrics", "$SYS metrics are published (probes, exporters).", ADVISORY,
                     "Keep sys_interval > 0.", [CONFIG_MAP], sys_interval),
-    resource_policy("broker-password-hashes", "Password files hold $7$ PBKDF2-SHA512 hashes with enough iterations.",
-                    MANDATORY, "Raise broker.auth.passwordIterations (mosquitto_passwd's own default is 101).",
-                    [SECRET], password_hashes,
-                    {"minimumIterations": {"type": "integer", "minimum": 1, "default": 210000}}),
     resource_policy("broker-acl-no-device-wildcards",
                     "No ACL grant amounts to a catch-all: '#', '+/#', '+/+/#' and the like, or a whole Sparkplug "
                     "namespace, in user blocks (by role), anonymous rules and pattern lines (which apply to every "

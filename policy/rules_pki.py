@@ -171,9 +171,11 @@ def ca_in_use(resources, cfg):
               for r in resources if r.resource_type == LOCALLY_SIGNED]
     issued = [hours for hours in issued if hours is not None and hours > 0]
     seen = set()
-    for r in resources:
-        if r.resource_type != SECRET:
-            continue
+    # a Secret with a leaf (tls.crt) first, whatever the order of registration: the grouped client-certificate
+    # Secrets carry the CA but no tls.crt, and the leaf's dates and names are what the CA is judged against
+    secrets = sorted((r for r in resources if r.resource_type == SECRET),
+                     key=lambda r: "tls.crt" not in object_data(r.props))
+    for r in secrets:
         data = object_data(r.props)
         text = data.get("ca.crt")
         if text is None or text.strip() in seen:

@@ -14,6 +14,7 @@ from components.broker import APP as BROKER_APP
 from components.broker import BrokerUserArgs, MosquittoBroker
 from components.haproxy import APP as FRONTEND_APP
 from components.haproxy import HaProxyFrontend
+from components.haproxy_cfg import FloodLimits, time_ms
 from components.kube import selector
 from components.nfs import NfsStorage
 from components.pki import Pki
@@ -50,6 +51,14 @@ def frontend_ports(estate: Estate) -> list[dict]:
                "broker_port": carried[shared.listener].port, "shared": True}
               for shared in estate.frontend.shared_subscriptions]
     return ports
+
+
+def flood_limits(estate: Estate) -> FloodLimits:
+    """The frontend's per-source limits, with the period in milliseconds as HAProxy counts it."""
+    flood = estate.frontend.flood_protection
+    return {"enabled": flood.enabled, "connection_rate": flood.connection_rate,
+            "rate_period_ms": time_ms(flood.rate_period), "concurrent_connections": flood.concurrent_connections,
+            "exempt_sources": list(flood.exempt_sources)}
 
 
 def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
@@ -169,6 +178,7 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
             "stick_expiry_seconds": duration_seconds(broker_cfg.persistence.session_expiry),
             "maxconn": fe.maxconn,
             "server_maxconn": limits.max_connections or preset.max_connections,
+            "flood": flood_limits(estate),
             "service_type": fe.service.type,
             "load_balancer_source_ranges": fe.service.load_balancer_source_ranges,
             "resources": {k: v for k, v in fe.resources.model_dump().items() if v},

@@ -13,8 +13,10 @@ import ipaddress
 from decimal import Decimal
 from typing import Iterator, Mapping, Optional
 
+from components.credentials import supplied_password_problem
 from components.names import (frontend_name, internal_users, pod_dns_names, reserved_listener_names,
                               reserved_ports, service_dns_names)
+from components.haproxy_cfg import MAX_RATE_PERIOD_MS, MIN_RATE_PERIOD_MS, time_ms
 from stacks import grammar
 from stacks.ca_check import check_existing_ca
 from stacks.errors import PROJECT, ConfigIssue
@@ -32,7 +34,8 @@ Issues = Iterator[ConfigIssue]
 def cross_checks(estate: Estate, secrets: Mapping[str, Optional[str]]) -> list[ConfigIssue]:
     """Every cross-field error. `secrets` maps secret key -> plain value (None where it cannot be read)."""
     rules = (_namespace(estate), _listeners(estate), _replicas(estate), _autoscaling(estate), _frontend(estate),
-             _shared_subscriptions(estate), _exposure(estate), _anonymous(estate), _key_specs(estate), _names(estate),
+             _shared_subscriptions(estate), _flood_protection(estate),
+             _exposure(estate), _anonymous(estate), _key_specs(estate), _names(estate),
              _persistence(estate), _lists(estate), _resources(estate), _limits(estate), _users(estate), _secrets(estate, secrets),
              _pki(estate, secrets))
     return [issue for rule in rules for issue in rule]
@@ -50,7 +53,20 @@ def warnings(estate: Estate) -> list[ConfigIssue]:
         if user.role == "admin" and user.topics:
             found.append(ConfigIssue(["users", i, "topics"], "has no effect: an admin may already use every topic"))
     found += _anonymous_warnings(estate)
+    found += _flood_warnings(estate)
     return found
+
+
+def _flood_warnings(estate: Estate) -> list[ConfigIssue]:
+    """Flood protection switched off: say what it exposes, before the policy pack refuses the render."""
+    if not estate.frontend_enabled or estate.frontend.flood_protection.enabled:
+        return []
+    exposed = ("on a LoadBalancer frontend, any address outside the cluster"
+               if estate.frontend.service.type == "LoadBalancer" else "any client address")
+    return [ConfigIssue(["frontend", "floodProtection", "enabled"],
+                        f"false: {exposed} may open connections as fast as it likes and keep the brokers hashing "
+                        "wrong passwords, and the policy pack refuses it (frontend-flood-protection); list NAT "
+                        "gateways in exemptSources instead")]
 
 
 def _anonymous_warnings(estate: Estate) -> list[ConfigIssue]:
@@ -268,6 +284,37 @@ def _shared_subscriptions(estate: Estate) -> Issues:
         yield from _name_taken(loc + ["name"], shared.name, seen_names, label, reserved_names, "frontend port names")
         yield from _port_taken(loc + ["port"], shared.port, seen_ports, label, taken_ports, "HAProxy",
                                "frontend ports")
+
+
+def _flood_protection(estate: Estate) -> Issues:
+    """Per-source limits HAProxy would refuse, that could never be reached, or that would do nothing."""
+    if not estate.frontend_enabled:
+        return  # _frontend already says the key has no effect
+    frontend = estate.frontend
+    flood, loc = frontend.flood_protection, ["frontend", "floodProtection"]
+    if not flood.enabled:
+        for key in sorted(flood.model_fields_set - {"enabled"}):
+            yield ConfigIssue(loc + [_camel(key)], "has no effect with enabled: false")
+        return
+    period = time_ms(flood.rate_period)
+    if period < MIN_RATE_PERIOD_MS:
+        yield ConfigIssue(loc + ["ratePeriod"], f"{flood.rate_period!r} is shorter than 1s: the few reconnects of "
+                                                "one failover would count as a flood (use 1s to 24d)")
+    elif period > MAX_RATE_PERIOD_MS:
+        yield ConfigIssue(loc + ["ratePeriod"], f"{flood.rate_period!r} is longer than HAProxy's timers allow (use "
+                                                "1s to 24d)")
+    if flood.concurrent_connections > frontend.maxconn:
+        yield ConfigIssue(loc + ["concurrentConnections"], f"{flood.concurrent_connections} is above frontend.maxconn "
+                                                           f"{frontend.maxconn}, so it could never be reached (use "
+                                                           f"at most {frontend.maxconn})")
+    ranges = flood.exempt_sources
+    open_ranges = [j for j, cidr in enumerate(ranges) if grammar.is_open_cidr(cidr)]
+    for j in open_ranges:
+        yield ConfigIssue(loc + ["exemptSources", j], f"{ranges[j]!r} exempts every address (name the NAT "
+                                                      "gateways, e.g. 10.40.0.1/32)")
+    if not open_ranges and grammar.ranges_cover_everything(ranges):
+        yield ConfigIssue(loc + ["exemptSources"], "together exempt every address (name the NAT gateways)")
+    yield from _unique(loc + ["exemptSources"], ranges)
 
 
 def _exposure(estate: Estate) -> Issues:
@@ -515,7 +562,8 @@ def _secrets(estate: Estate, secrets: Mapping[str, Optional[str]]) -> Issues:
         elif user.auth == "certificate":
             yield ConfigIssue([key], f"has no effect: {user.name} logs in by certificate only (auth: certificate)")
         elif isinstance(secrets[key], str):
-            problem = _password_problem(user.name, secrets[key])
+            problem = supplied_password_problem(user.name, secrets[key], estate.broker.auth.password_iterations,
+                                                _password_context(estate, user))
             if problem:
                 yield ConfigIssue([key], problem)
     given = [key for key in CA_SECRET_KEYS if key in secrets]
@@ -530,19 +578,10 @@ def _secrets(estate: Estate, secrets: Mapping[str, Optional[str]]) -> Issues:
             yield ConfigIssue([key], "has no effect unless pki.existingCa is true")
 
 
-MINIMUM_PASSWORD_LENGTH = 12
-
-
-def _password_problem(user: str, password: str) -> Optional[str]:
-    """A floor for passwords people choose (generated ones have 32 random characters): never shown, only judged."""
-    if not password:
-        return "is empty (mosquitto refuses empty passwords, so the user could never log in)"
-    if password.lower() == user.lower():
-        return "is the user name (choose a passphrase, or remove it and let one be generated)"
-    if len(password) < MINIMUM_PASSWORD_LENGTH:
-        return (f"is {len(password)} characters long (at least {MINIMUM_PASSWORD_LENGTH}; or remove it and let a "
-                "32-character one be generated)")
-    return None
+def _password_context(estate: Estate, user) -> list[str]:
+    """Words of this estate an attacker would try first in a guess."""
+    return [estate.namespace.name, estate.broker.name, estate.pki.organization, user.role, *([user.zone] if
+            user.zone else []), *user.groups, *estate.pki.extra_dns_names]
 
 
 def _pki(estate: Estate, secrets: Mapping[str, Optional[str]]) -> Issues:

@@ -12,6 +12,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 from pydantic.alias_generators import to_camel
 
+from components.haproxy_cfg import (DEFAULT_CONCURRENT_CONNECTIONS, DEFAULT_CONNECTION_RATE, DEFAULT_RATE_PERIOD,
+                                   time_problem)
 from stacks import grammar
 from stacks.errors import PATTERN_HINTS
 from stacks.presets import PRESETS
@@ -132,9 +134,10 @@ class Auth(Model):
     allow_anonymous: bool = False
     """Anonymous clients on every client-facing listener, granted no topics (the policy pack refuses it); for
     legacy sensors set allowAnonymous and anonymousTopics on the one listener that needs it instead."""
-    password_iterations: int = Field(210_000, ge=1_000, le=600_000)
-    """PBKDF2 rounds per password CONNECT: mosquitto hashes on its single thread, so a high count lets anyone who
-    knows a user name stall the broker with wrong passwords (600000 took ~0.6 s per CONNECT here)."""
+    password_iterations: int = Field(10_000, ge=1_000, le=100_000)
+    """PBKDF2 rounds of the hashes of supplied passwords (`password-<user>` secrets), paid by the broker's one
+    thread on every CONNECT, right or wrong: 10000 cost ~5.5 ms, 210000 ~110 ms (bench/credential_bench.py).
+    Supplied passwords must cost guesses x iterations >= 10^19; generated ones (190 bits) use 101."""
 
 
 class Nfs(Model):
@@ -223,6 +226,30 @@ class SharedSubscriptionPort(Model):
     """The broker listener it forwards to (its TLS, certificates and authentication apply)."""
 
 
+HaproxyTime = Annotated[Text, _grammar(time_problem)]
+"""An HAProxy time with its unit (10s, 1m; m is minutes here, unlike a mosquitto Duration)."""
+
+
+class FloodProtection(Model):
+    """Per-source limits at the frontend: one address opening connections too fast, or holding too many, is
+    refused at accept, before it costs a broker a TLS handshake or a password hash. Each device has an address of
+    its own, so a plant-wide reconnect storm passes; counted per HAProxy replica (README, "Flood protection")."""
+
+    enabled: bool = True
+    """Off, one source could keep the brokers hashing wrong passwords; a warning, and the policy pack refuses it
+    (exempt NAT gateways in exemptSources instead)."""
+    connection_rate: int = Field(DEFAULT_CONNECTION_RATE, ge=2, le=1_000_000)
+    """New connections one source address may open per ratePeriod on one replica; the next is refused until it
+    slows down (refused attempts count too). At least 2, so a device can always reconnect once."""
+    rate_period: HaproxyTime = DEFAULT_RATE_PERIOD
+    """The window connectionRate is averaged over (1s to 24d)."""
+    concurrent_connections: int = Field(DEFAULT_CONCURRENT_CONNECTIONS, ge=1, le=1_000_000)
+    """Open connections one source address may hold on one replica; its existing ones keep working."""
+    exempt_sources: list[Cidr] = []
+    """Networks that are never limited: a NAT gateway in front of a whole production cell, whose devices all
+    share its address and would otherwise be refused together. They still pass the listeners' sourceRanges."""
+
+
 class Frontend(Model):
     """The HAProxy tier in front of the brokers (on by default when there is more than one broker)."""
 
@@ -234,6 +261,8 @@ class Frontend(Model):
     resources: Resources = Resources()
     shared_subscriptions: list[SharedSubscriptionPort] = []
     """Ports for shared-subscription consumers: every member of every group on one broker (see README)."""
+    flood_protection: FloodProtection = FloodProtection()
+    """Per-source connection-rate and concurrent-connection limits on every client port."""
 
 
 class Broker(Model):

@@ -34,7 +34,7 @@ import pytest
 
 from components.broker import MosquittoBroker, pod_dns_names
 from components.haproxy import HaProxyFrontend
-from components.haproxy_cfg import mqtt_connect_hex, render_haproxy_cfg
+from components.haproxy_cfg import FLOOD_TABLE, mqtt_connect_hex, render_haproxy_cfg
 from components.pki import Pki
 from estate.cli import EXIT_CONFIG
 from estate.local import LocalEstate, free_port
@@ -191,10 +191,11 @@ def test_the_frontend_checks_the_source_before_reading_a_byte():
     cfg = by_name(registry, "f-config").inputs["data"]["haproxy.cfg"]
     sections = frontend_sections(cfg)
     legacy = sections["frontend legacy"]
-    assert legacy[:4] == ["bind :1885", "maxconn 20000",
-                          "tcp-request connection reject unless { src 10.30.0.0/24 fd00:30::/48 }",
-                          "tcp-request inspect-delay 5s"]
-    assert not any("src" in line for line in sections["frontend mqtts"])
+    assert legacy[:3] == ["bind :1885", "maxconn 20000",
+                          "tcp-request connection reject unless { src 10.30.0.0/24 fd00:30::/48 }"]
+    rules = [line for line in legacy if not line.startswith("#")]  # then the flood limits (test_flood_protection.py)
+    assert rules.index("tcp-request inspect-delay 5s") > 2
+    assert not any(line.startswith("tcp-request connection reject unless") for line in sections["frontend mqtts"])
 
 
 def test_the_start_script_copies_every_acl_file_private(tmp_path):
@@ -280,6 +281,7 @@ def test_real_haproxy_refuses_sources_outside_the_ranges_and_admits_the_others(t
         body = [f"bind 127.0.0.1:{ports[name]}" if line.startswith("bind ") else line
                 for line in sections[f"frontend {name}"]]
         lines += [f"frontend {name}", *[f"    {line}" for line in body], f"backend {name}"]
+    lines += [f"backend {FLOOD_TABLE}", *cfg.split(f"\nbackend {FLOOD_TABLE}\n", 1)[1].splitlines()]  # their limits
     (tmp_path / "haproxy.cfg").write_text("\n".join(lines) + "\n")
     proc = subprocess.Popen(["haproxy", "-db", "-f", str(tmp_path / "haproxy.cfg")], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)

@@ -59,7 +59,7 @@ def test_component_tokens_and_parents(registry):
 def test_children_named_after_component(registry):
     names = {r.name for r in registry.resources}
     assert {"b-namespace", "b-sa", "b-config", "b-auth", "b-tls", "b-headless", "b-service", "b-statefulset",
-            "b-pdb", "b-netpol", "b-default-deny", "b-password-admin", "b-client-dev1"} <= names
+            "b-pdb", "b-netpol", "b-default-deny", "b-password-admin", "b-client-certs-0"} <= names
     assert "b-password-dev1" not in names  # certificate-only users have no password
 
 
@@ -97,7 +97,7 @@ def test_password_file_uses_pbkdf2_sha512_hashes(registry):
     assert auth.secret  # string data arrived marked secret
     line = auth.inputs["stringData"]["passwd"].strip()
     user, hashed = line.split(":", 1)
-    assert user == "admin" and hashed.startswith("$7$1000$")
+    assert user == "admin" and hashed.startswith("$7$101$")  # generated (190 bits): mosquitto's default count
 
 
 def test_credentials_output_is_secret(registry):

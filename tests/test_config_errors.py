@@ -554,6 +554,29 @@ CASES = [
         """,
         "bad.yaml: line 3: not valid YAML (found undefined alias 'listeners')",
     ),
+    (
+        "flood-concurrent-limit-above-maxconn",
+        """
+        config:
+          mqtt-estate:broker: {preset: ha-cluster, listeners: [{name: mqtts, port: 8883, tls: true}]}
+          mqtt-estate:frontend:
+            maxconn: 5000
+            floodProtection: {concurrentConnections: 6000}
+        """,
+        "bad.yaml: mqtt-estate:frontend.floodProtection.concurrentConnections: 6000 is above frontend.maxconn 5000, "
+        "so it could never be reached (use at most 5000)",
+    ),
+    (
+        "flood-rate-period-without-unit",
+        """
+        config:
+          mqtt-estate:broker: {preset: ha-cluster, listeners: [{name: mqtts, port: 8883, tls: true}]}
+          mqtt-estate:frontend:
+            floodProtection: {ratePeriod: "10"}
+        """,
+        "bad.yaml: mqtt-estate:frontend.floodProtection.ratePeriod: '10' is not an HAProxy time (a whole number "
+        "followed by ms, s, m (minutes), h or d, as in 10s)",
+    ),
 ]
 
 

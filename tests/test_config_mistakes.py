@@ -190,7 +190,9 @@ MISTAKES = [
     # found by an independent review
     ("internal-port-privileged", _with(CLUSTER, "    ha: {internalPort: 884}"), "broker.ha.internalPort", "privileged"),
     ("iterations-that-stall-the-broker", _with(SINGLE, "    auth: {passwordIterations: 10000000}"),
-     "broker.auth.passwordIterations", "600000"),
+     "broker.auth.passwordIterations", "100000"),
+    ("iterations-of-the-old-default", _with(SINGLE, "    auth: {passwordIterations: 210000}"),
+     "broker.auth.passwordIterations", "100000"),
     ("session-expiry-overflows", _with(SINGLE, "    persistence: {sessionExpiry: 100y}"),
      "broker.persistence.sessionExpiry", "100y"),
     ("rsa-bits-on-an-ecdsa-key", _with(SINGLE, "  mqtt-estate:pki: {caKey: {algorithm: ECDSA, rsaBits: 4096}}"),
@@ -205,7 +207,10 @@ MISTAKES = [
     ("password-is-the-user-name", _with(SINGLE, _user("scada", role="admin") + "  mqtt-estate:password-scada: Scada"),
      "password-scada", "user name"),
     ("short-password", _with(SINGLE, _user("scada", role="admin") + "  mqtt-estate:password-scada: admin"),
-     "password-scada", "at least 12"),
+     "password-scada", "too easy to guess"),
+    ("a-weak-password-of-four-classes", _with(SINGLE, _user("scada", role="admin")
+                                              + "  mqtt-estate:password-scada: Summer2024!Factory"),
+     "password-scada", "at least 10^15"),
     ("unspecified-ip-san", _with(SINGLE, "  mqtt-estate:pki: {extraIpAddresses: [0.0.0.0]}"),
      "pki.extraIpAddresses[0]", "LoadBalancer"),
     ("localhost-as-extra-name", _with(SINGLE, "  mqtt-estate:pki: {extraDnsNames: [localhost]}"),
@@ -264,6 +269,40 @@ MISTAKES = [
      "broker.listeners[0].sourceRanges", "loadBalancerSourceRanges"),
     ("anonymous-listener-named-health", ANONYMOUS.replace("name: legacy", "name: health"),
      "broker.listeners[1].name", "health.acl"),
+    # 10. flood protection at the frontend (tests/test_flood_protection.py boots it)
+    ("flood-concurrent-above-maxconn", _with(CLUSTER, "  mqtt-estate:frontend: {maxconn: 5000, floodProtection: "
+                                                      "{concurrentConnections: 6000}}"),
+     "frontend.floodProtection.concurrentConnections", "frontend.maxconn 5000"),
+    ("flood-period-in-milliseconds", _with(CLUSTER, "  mqtt-estate:frontend: {floodProtection: {ratePeriod: 500ms}}"),
+     "frontend.floodProtection.ratePeriod", "shorter than 1s"),
+    ("flood-period-beyond-haproxy-timers", _with(CLUSTER, "  mqtt-estate:frontend: {floodProtection: "
+                                                          "{ratePeriod: 30d}}"),
+     "frontend.floodProtection.ratePeriod", "HAProxy's timers"),
+    ("flood-period-with-a-space", _with(CLUSTER, "  mqtt-estate:frontend: {floodProtection: {ratePeriod: 10 s}}"),
+     "frontend.floodProtection.ratePeriod", "not an HAProxy time"),
+    ("flood-period-in-mosquitto-months", _with(CLUSTER, "  mqtt-estate:frontend: {floodProtection: "
+                                                        "{ratePeriod: 1w}}"),
+     "frontend.floodProtection.ratePeriod", "m (minutes)"),
+    ("flood-rate-that-refuses-a-reconnect", _with(CLUSTER, "  mqtt-estate:frontend: {floodProtection: "
+                                                           "{connectionRate: 1}}"),
+     "frontend.floodProtection.connectionRate", ">= 2"),
+    ("flood-exempt-gateway-twice", _with(CLUSTER, "  mqtt-estate:frontend: {floodProtection: {exemptSources: "
+                                                  "[10.40.0.1/32, 10.41.0.1/32, 10.40.0.1/32]}}"),
+     "frontend.floodProtection.exemptSources[2]", "once"),
+    ("flood-exempt-everyone", _with(CLUSTER, "  mqtt-estate:frontend: {floodProtection: {exemptSources: ['::/0']}}"),
+     "frontend.floodProtection.exemptSources[0]", "exempts every address"),
+    ("flood-exempt-halves-of-everyone", _with(CLUSTER, "  mqtt-estate:frontend: {floodProtection: {exemptSources: "
+                                                       "[0.0.0.0/1, 128.0.0.0/1]}}"),
+     "frontend.floodProtection.exemptSources", "together exempt every address"),
+    ("flood-exempt-address-without-prefix", _with(CLUSTER, "  mqtt-estate:frontend: {floodProtection: "
+                                                           "{exemptSources: [10.40.0.1]}}"),
+     "frontend.floodProtection.exemptSources[0]", "10.40.0.1/32"),
+    ("flood-exemptions-while-off", _with(CLUSTER, "  mqtt-estate:frontend: {floodProtection: {enabled: false, "
+                                                  "exemptSources: [10.40.0.1/32]}}"),
+     "frontend.floodProtection.exemptSources", "no effect with enabled: false"),
+    ("flood-protection-without-frontend", _with(SINGLE, "  mqtt-estate:frontend: {floodProtection: "
+                                                        "{connectionRate: 10}}"),
+     "frontend.floodProtection", "no effect without the frontend"),
 ]
 
 VALID = [

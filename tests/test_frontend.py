@@ -24,7 +24,8 @@ import pytest
 
 from components.haproxy import HaProxyFrontend
 from components.kube import SKIP_AWAIT
-from components.haproxy_cfg import CHECK_TIMING, HEALTH_BACKEND, SHARED_TABLE, render_haproxy_cfg, stick_expiry
+from components.haproxy_cfg import (CHECK_TIMING, FLOOD_TABLE, HEALTH_BACKEND, SHARED_TABLE, render_haproxy_cfg,
+                                   stick_expiry)
 from components.haproxy_pod import HAPROXY_UID, STATS_DIR, STATS_FILE_MODE
 from components.pki import Pki
 from estate.haproxy_files import rewrite_haproxy_cfg
@@ -65,7 +66,7 @@ def assert_one_check_per_broker(cfg: str, brokers: int) -> None:
     parts = sections(cfg)
     backends = {name.split()[1]: lines for name, lines in parts.items() if name.startswith("backend ")}
     health = backends.pop(HEALTH_BACKEND)
-    table = backends.pop(SHARED_TABLE, [])  # holds the shared ports' stick table, never a server
+    table = backends.pop(SHARED_TABLE, []) + backends.pop(FLOOD_TABLE, [])  # stick tables only, never a server
     assert not any(line.startswith(("server ", "default-server")) for line in table)
     health_defaults = next(line for line in health if line.startswith("default-server"))
     assert " check " in f" {health_defaults} " and CHECK_TIMING in health_defaults
@@ -471,4 +472,5 @@ def test_one_broker_tables_never_expire(topology):
     tables = [line.strip() for line in cfg.splitlines() if line.strip().startswith("stick-table")]
     one_entry = [t for t in tables if " size 1 " in t]
     assert one_entry and all(" expire " not in t for t in one_entry)
-    assert all("expire 3600s" in t for t in tables if t not in one_entry)
+    sticky = [t for t in tables if t not in one_entry and "conn_rate" not in t]  # not the flood counters
+    assert all("expire 3600s" in t for t in sticky)

@@ -32,6 +32,6 @@ def test_salt_is_deterministic_and_scoped():
 
 
 def test_file_is_sorted_and_stable():
-    text = password_file({"zed": "a", "amy": "b"}, "s", 1000)
+    text = password_file({"zed": ("a", 1000), "amy": ("b", 101)}, "s")
     assert [line.split(":")[0] for line in text.splitlines()] == ["amy", "zed"]
-    assert text == password_file({"amy": "b", "zed": "a"}, "s", 1000)
+    assert text == password_file({"amy": ("b", 101), "zed": ("a", 1000)}, "s")

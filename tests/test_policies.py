@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from components.credentials import SUPPLIED_ANNOTATION
 from estate.policy_run import load_policies, mandatory, run_policies
 from tests.conftest import ROOT
 
@@ -78,7 +79,11 @@ CASES = [
     ("broker-session-expiry-bounded", "prod", "mosquitto-config",
      conf_edit("mosquitto-0.conf", "persistent_client_expiration 7d", "persistent_client_expiration 68y")),
     ("broker-sys-metrics", "prod", "mosquitto-config", conf_edit("mosquitto-0.conf", "sys_interval 10", "sys_interval 0")),
-    ("broker-password-hashes", "prod", "mosquitto-auth", secret_edit("passwd", "$7$210000$", "$7$101$")),
+    # ops-admin's generated password is hashed with 101 iterations: said to be supplied, it is too few
+    ("broker-password-hashes", "prod", "mosquitto-auth",
+     setter(lambda p: p["metadata"]["annotations"].update({SUPPLIED_ANNOTATION: "ops-admin"}))),
+    ("broker-password-hash-cost", "prod", "mosquitto-auth", secret_edit("passwd", "$7$101$", "$7$210000$")),
+    ("random-password-entropy", "prod", "mosquitto-password-ops-admin", setter(lambda p: p.update(length=16))),
     ("broker-acl-no-device-wildcards", "prod", "mosquitto-auth",
      secret_edit("acl", append="\n# role: device\nuser plc-9\ntopic readwrite #\n")),
     ("broker-acl-no-impersonation", "prod", "mosquitto-auth",
@@ -138,6 +143,10 @@ CASES = [
     ("frontend-tls-passthrough", "prod", "mosquitto-frontend-config",
      cfg_edit("bind :8883", "bind :8883 ssl crt /usr/local/etc/haproxy/certs/server.pem")),
     ("frontend-replicas", "prod", "mosquitto-frontend-statefulset", setter(lambda p: p["spec"].update(replicas=1))),
+    ("frontend-flood-protection", "prod", "mosquitto-frontend-config",
+     cfg_edit("    tcp-request connection reject if { sc0_conn_cur gt 100 }\n", "")),
+    ("frontend-client-addresses-kept", "prod", "mosquitto-frontend-service",
+     setter(lambda p: p["spec"].update(externalTrafficPolicy="Cluster"))),
     ("bridge-tls-verified", "prod", "mosquitto-config",
      conf_edit("mosquitto-1.conf", "bridge_insecure false", "bridge_insecure true")),
     ("bridge-topic-limits", "prod", "mosquitto-config",
@@ -351,6 +360,29 @@ FOUND = [
     ("boolean-as-1-after-listener", "broker-no-anonymous", "prod", "mosquitto-config",
      conf_edit("mosquitto-0.conf", "allow_anonymous false\npassword_file", "allow_anonymous 1\npassword_file"),
      "allows anonymous clients"),
+    # per-source limits: every client frontend, shared-subscription ports included
+    ("flood-shared-port-untracked", "frontend-flood-protection", "ha", "mosquitto-frontend-config",
+     cfg_edit("    bind :1885\n    maxconn 20000\n    # flood protection: new and open connections per source "
+              "address, counted on this replica\n    tcp-request connection track-sc0 src table flood-limits\n",
+              "    bind :1885\n    maxconn 20000\n"), "frontend mqtt-shared: does not track source addresses"),
+    ("flood-rate-too-high", "frontend-flood-protection", "prod", "mosquitto-frontend-config",
+     cfg_edit("sc0_conn_rate gt 20 }", "sc0_conn_rate gt 2000 }"), "2000 connections per 10s, more than 5"),
+    ("flood-window-too-long", "frontend-flood-protection", "prod", "mosquitto-frontend-config",
+     cfg_edit("conn_rate(10s)", "conn_rate(1d)"), "longer than 60 s"),
+    ("flood-concurrent-too-high", "frontend-flood-protection", "prod", "mosquitto-frontend-config",
+     cfg_edit("sc0_conn_cur gt 100 }", "sc0_conn_cur gt 20000 }"), "hold 20000 connections"),
+    ("flood-exempt-everyone", "frontend-flood-protection", "prod", "mosquitto-frontend-config",
+     cfg_edit("    tcp-request connection track-sc0", "    tcp-request connection accept if { src 0.0.0.0/0 ::/0 }\n"
+              "    tcp-request connection track-sc0"), "without naming them"),
+    ("flood-limits-before-tracking", "frontend-flood-protection", "prod", "mosquitto-frontend-config",
+     cfg_edit("    tcp-request connection track-sc0 src table flood-limits\n    tcp-request connection reject if "
+              "{ sc0_conn_rate gt 20 }\n", "    tcp-request connection reject if { sc0_conn_rate gt 20 }\n"
+              "    tcp-request connection track-sc0 src table flood-limits\n"), "refuses no source for its connection"),
+    ("flood-table-without-conn-cur", "frontend-flood-protection", "prod", "mosquitto-frontend-config",
+     cfg_edit("store conn_rate(10s),conn_cur", "store conn_rate(10s)"), "does not keep conn_rate and conn_cur"),
+    ("flood-tracks-one-network", "frontend-flood-protection", "prod", "mosquitto-frontend-config",
+     cfg_edit("track-sc0 src table flood-limits", "track-sc0 src table flood-limits if { src 10.0.0.0/8 }"),
+     "tracks only some sources"),
 ]
 
 
