@@ -310,7 +310,7 @@ class LocalEstate:
                 listener["server_name"] = proc.server_name
         self._wait_until_frontends_route()
 
-    def _wait_until_frontends_route(self, timeout: float = 15.0) -> None:
+    def _wait_until_frontends_route(self, timeout: float = 45.0) -> None:
         """Like a rollout that waits for ready pods: return once every HAProxy's first checks are done (its `health`
         backend shows exactly the running brokers up), so no client is sent to an ordinal that does not exist."""
         if not self.frontends:
