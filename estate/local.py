@@ -39,10 +39,15 @@ PR_SET_PDEATHSIG = 1
 
 
 def free_port(taken: set[int] | None = None) -> int:
-    """A port free on 127.0.0.1 now and not handed out before in this run."""
+    """A port free on every address now and not handed out before in this run.
+
+    Asked of the wildcard address, not of 127.0.0.1: clients that bind other loopback addresses (127.0.x.y, as
+    devices with addresses of their own) leave their ports in use or in TIME_WAIT there, and a port free only on
+    127.0.0.1 could still not be bound by mosquitto's websockets listener (seen as "Unable to create websockets
+    listener" after the flood tests)."""
     while True:
         with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
+            sock.bind(("0.0.0.0", 0))
             port = sock.getsockname()[1]
         if taken is None or port not in taken:
             if taken is not None:
@@ -310,7 +315,7 @@ class LocalEstate:
                 listener["server_name"] = proc.server_name
         self._wait_until_frontends_route()
 
-    def _wait_until_frontends_route(self, timeout: float = 45.0) -> None:
+    def _wait_until_frontends_route(self, timeout: float = 15.0) -> None:
         """Like a rollout that waits for ready pods: return once every HAProxy's first checks are done (its `health`
         backend shows exactly the running brokers up), so no client is sent to an ordinal that does not exist."""
         if not self.frontends:
@@ -326,6 +331,11 @@ class LocalEstate:
                     up = set()
                 if up == wanted:  # servers start up before their first check; pods that do not exist yet go down
                     break
+                for broker in self.brokers:  # a broker that died after opening its health port is never healthy
+                    if broker.process.poll() is not None:
+                        log = broker.directory / "process.log"
+                        raise RuntimeError(f"{broker.pod} exited with {broker.process.returncode}: "
+                                           f"{log.read_text()[-2000:]}")
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{proc.pod} did not see the brokers healthy within {timeout} s "
                                        f"(up: {sorted(up)}); see {proc.directory / 'process.log'}")
