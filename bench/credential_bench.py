@@ -31,6 +31,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from components import credentials as model  # noqa: E402
+from components import mqtt_wire  # noqa: E402
 from components.passwords import deterministic_salt, hash_password  # noqa: E402
 from estate.local import free_port  # noqa: E402
 
@@ -41,24 +42,9 @@ WEAK_GUESSES = 10 ** 11
 """zxcvbn's estimate for "Summer2024!Factory", a password the old 12-character rule accepted."""
 
 
-def _string(text: str) -> bytes:
-    raw = text.encode()
-    return len(raw).to_bytes(2, "big") + raw
-
-
-def _packet(kind: int, body: bytes) -> bytes:
-    length, encoded = len(body), b""
-    while True:
-        byte, length = length % 128, length // 128
-        encoded += bytes([byte | (0x80 if length else 0)])
-        if not length:
-            return bytes([kind]) + encoded + body
-
-
 def connect_packet(client_id: str, user: str, password: str) -> bytes:
-    """MQTT 3.1.1 CONNECT, clean session, user name and password flags set."""
-    return _packet(0x10, _string("MQTT") + bytes([4, 0xC2]) + (60).to_bytes(2, "big")
-                   + _string(client_id) + _string(user) + _string(password))
+    """MQTT 3.1.1 CONNECT, clean session, user name and password."""
+    return mqtt_wire.connect_packet(client_id, user, password)
 
 
 def connack_code(sock: socket.socket) -> int:

@@ -42,6 +42,7 @@ import paho.mqtt  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 
 from components.haproxy_cfg import DEFAULT_CONNECTION_RATE, DEFAULT_RATE_PERIOD  # noqa: E402
+from components.mqtt_wire import connect_packet  # noqa: E402
 from estate.haproxy_runtime import runtime_command, stick_table  # noqa: E402
 from estate.local import LocalEstate  # noqa: E402
 from estate.render import render  # noqa: E402
@@ -133,20 +134,6 @@ def on_first_broker(conn: dict, creds: dict, prefix: str) -> str:
     raise RuntimeError("no client id landed on b0")
 
 
-def mqtt_connect(client_id: str, user: str, password: str) -> bytes:
-    """MQTT 3.1.1 CONNECT with user name and password, clean session, keepalive 30."""
-    def field(text: str) -> bytes:
-        return len(text.encode()).to_bytes(2, "big") + text.encode()
-    body = b"\x00\x04MQTT\x04\xc2\x00\x1e" + field(client_id) + field(user) + field(password)
-    length, encoded = len(body), b""
-    while True:
-        byte, length = length % 128, length // 128
-        encoded += bytes([byte | (0x80 if length else 0)])
-        if not length:
-            break
-    return b"\x10" + encoded + body
-
-
 def flood_attempt(port: int, wait: float) -> str:
     """One wrong-password CONNECT from the flooder: 'connack', 'closed' (no byte before the close) or 'silent'."""
     sock = socket.socket()
@@ -154,7 +141,8 @@ def flood_attempt(port: int, wait: float) -> str:
     try:
         sock.bind((FLOODER, 0))
         sock.connect(("127.0.0.1", port))
-        sock.sendall(mqtt_connect(f"flood-{uuid.uuid4().hex[:8]}", TARGET_USER, "not-the-password-at-all"))
+        sock.sendall(connect_packet(f"flood-{uuid.uuid4().hex[:8]}", TARGET_USER, "not-the-password-at-all",
+                                    keepalive=30))
         first = sock.recv(1)
         return "connack" if first[:1] == b"\x20" else "closed"
     except socket.timeout:

@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from components.mqtt_wire import connect_packet, publish_packet, subscribe_packet  # noqa: E402
 from estate.haproxy_runtime import runtime_command, server_states, stick_table  # noqa: E402
 
 BASE_STACK = ROOT / "Pulumi.prod.yaml"
@@ -63,42 +64,7 @@ TARGET_ALL_S, TARGET_P99_S, TARGET_ADDED_MS = 5.0, 3.0, 50.0
 BASELINE_S = 5.0
 PAYLOAD = 100
 
-
-# -- MQTT 3.1.1 wire format (only what devices use) ---------------------------------------------------------------
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _utf8(text: str | bytes) -> bytes:
-    data = text.encode() if isinstance(text, str) else text
-    return struct.pack("!H", len(data)) + data
-
-
-def _packet(first: int, body: bytes) -> bytes:
-    return bytes([first]) + _varint(len(body)) + body
-
-
-def connect_packet(client_id: str, username: str | None, password: str | None, keepalive: int) -> bytes:
-    """CONNECT, clean session; a certificate device sends no user name (the broker takes its CN)."""
-    flags = 0x02 | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
-    body = _utf8("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) + _utf8(client_id)
-    body += (_utf8(username) if username is not None else b"") + (_utf8(password) if password is not None else b"")
-    return _packet(0x10, body)
-
-
-def subscribe_packet(pid: int, topics: list[str], qos: int) -> bytes:
-    return _packet(0x82, struct.pack("!H", pid) + b"".join(_utf8(t) + bytes([qos]) for t in topics))
-
-
-def publish_packet(topic: str, payload: bytes, qos: int, pid: int = 0) -> bytes:
-    return _packet(0x30 | (qos << 1), _utf8(topic) + (struct.pack("!H", pid) if qos else b"") + payload)
-
+# -- MQTT 3.1.1 wire format: packets from components/mqtt_wire.py, read back here ---------------------------------
 
 PINGREQ, DISCONNECT = b"\xc0\x00", b"\xe0\x00"
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from typing import Optional, Sequence, TypedDict
 
+from components.mqtt_wire import connect_packet
+
 CFG_DIR = "/usr/local/etc/haproxy"
 CERT_DIR = "/usr/local/etc/haproxy/certs"
 STATS_PORT = 8404
@@ -63,6 +65,7 @@ MAX_RATE_PERIOD_MS = STICK_EXPIRY_MAX * 1000
 """HAProxy takes times up to 2147483647 ms (~24.8 days): src/stick_table.c:955-965 at v2.8.0 refuses a longer
 `expire` with "timer overflow", and a longer conn_rate period overflows the same parser (src/stick_table.c:866-871)."""
 _TIME_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_TIME = re.compile(r"([0-9]{1,9})(ms|s|m|h|d)")
 
 
 def time_problem(value: str) -> Optional[str]:
@@ -72,7 +75,7 @@ def time_problem(value: str) -> Optional[str]:
     allowed = "a whole number followed by ms, s, m (minutes), h or d, as in 10s"
     if not isinstance(value, str):
         return f"{value!r} is not allowed (use {allowed})"
-    found = re.fullmatch(r"([0-9]{1,9})(ms|s|m|h|d)", value)
+    found = _TIME.fullmatch(value)
     if found is None:
         return f"{value!r} is not an HAProxy time ({allowed})"
     if int(found[1]) == 0:
@@ -82,7 +85,7 @@ def time_problem(value: str) -> Optional[str]:
 
 def time_ms(value: str) -> int:
     """Milliseconds of a valid HAProxy time (see time_problem)."""
-    found = re.fullmatch(r"([0-9]+)(ms|s|m|h|d)", value)
+    found = _TIME.fullmatch(value)
     return int(found[1]) * _TIME_UNITS_MS[found[2]]
 
 
@@ -106,11 +109,7 @@ def mqtt_connect_hex(client_id: str, keepalive: int = 10) -> str:
     """An MQTT 3.1.1 CONNECT (clean session, no credentials: the check's identity is its certificate).
 
     A zero-length client id is allowed with a clean session (MQTT 3.1.1, 3.1.3-7)."""
-    ident = client_id.encode()
-    variable = b"\x00\x04MQTT\x04\x02" + keepalive.to_bytes(2, "big")
-    payload = len(ident).to_bytes(2, "big") + ident
-    body = variable + payload
-    return (b"\x10" + bytes([len(body)]) + body).hex()
+    return connect_packet(client_id, keepalive=keepalive).hex()
 
 
 CONNACK_ACCEPTED_HEX = "20020000"

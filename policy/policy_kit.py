@@ -173,6 +173,14 @@ def object_data(props: Mapping[str, Any]) -> dict[str, str]:
     return found
 
 
+def passwd_lines(text: str) -> Iterable[tuple[int, str, str]]:
+    """(line number, user, hash field) of each non-blank line of a mosquitto password file."""
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            user, _, hashed = line.partition(":")
+            yield number, user.strip(), hashed.strip()
+
+
 def _decoded(value: str) -> str:
     try:
         return base64.b64decode(value, validate=True).decode("utf-8")

@@ -8,7 +8,7 @@ from typing import Optional
 
 from policy_kit import (ADVISORY, CONFIG_MAP, MANDATORY, SECRET, TLS_ORDER, WORKLOADS, as_int, as_list, as_map,
                         as_text, atoi, containers, is_loopback, metadata, mosquitto_confs, name_of, namespace_of,
-                        object_data, pod_spec, resource_policy, setting, stack_policy)
+                        object_data, passwd_lines, pod_spec, resource_policy, setting, stack_policy)
 from stacks.grammar import is_open_cidr, matches_everything_from_depth, ranges_cover_everything, topic_matches
 
 
@@ -424,8 +424,7 @@ def unique_identities(resources, _cfg):
             continue
         if identities is None:
             identities = internal_identities(resources)
-        for number, line in enumerate(object_data(r.props)["passwd"].splitlines(), 1):
-            user = line.partition(":")[0].strip()
+        for number, user, _ in passwd_lines(object_data(r.props)["passwd"]):
             if user and user in identities:
                 rules = _acl_rules_of(resources, user)
                 granted = f" and with it the ACL rules of that identity ({'; '.join(rules[:3])})" if rules else ""

@@ -13,7 +13,8 @@ from typing import Iterator
 
 from components.credentials import (GENERATED_BITS_ANNOTATION, MAXIMUM_ITERATIONS, MINIMUM_GENERATED_BITS,
                                     SUPPLIED_ANNOTATION, SUPPLIED_ITERATIONS)
-from policy_kit import MANDATORY, SECRET, as_bool, as_int, as_map, as_text, metadata, object_data, resource_policy
+from policy_kit import (MANDATORY, SECRET, as_bool, as_int, as_map, as_text, metadata, object_data, passwd_lines,
+                        resource_policy)
 
 RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 HASH_LINE = re.compile(r"^\$7\$(\d+)\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$")
@@ -29,12 +30,9 @@ class alone (hashicorp/terraform-provider-random internal/random/string.go:25-63
 
 def hash_lines(text: str) -> Iterator[tuple[int, str, int | None]]:
     """(line number, user, iteration count or None when the line is not a `$7$` hash) for each passwd line."""
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        user, _, hashed = line.partition(":")
-        match = HASH_LINE.match(hashed.strip())
-        yield number, user.strip(), int(match.group(1)) if match else None
+    for number, user, hashed in passwd_lines(text):
+        match = HASH_LINE.match(hashed)
+        yield number, user, int(match.group(1)) if match else None
 
 
 def password_hashes(props, cfg):

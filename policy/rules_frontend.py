@@ -47,20 +47,9 @@ def timeouts(resources, cfg):
                                 f"max keepalive ({needed:.0f} s): idle clients would be cut"
 
 
-def _section(text: str, name: str) -> list[str]:
-    """The indented lines of one top-level haproxy.cfg section."""
-    lines, inside = [], False
-    for line in text.splitlines():
-        if line and not line[0].isspace():
-            inside = line.split()[0] == name
-        elif inside:
-            lines.append(line.strip())
-    return lines
-
-
 def maxconn(props, _cfg):
     text = object_data(props).get("haproxy.cfg")
-    if text and not any(re.match(r"^maxconn \d+$", line) for line in _section(text, "global")):
+    if text and not any(re.match(r"^maxconn \d+$", line) for line in _sections(text).get("global", [])):
         yield "haproxy.cfg has no global maxconn"
 
 

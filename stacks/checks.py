@@ -307,14 +307,8 @@ def _flood_protection(estate: Estate) -> Issues:
         yield ConfigIssue(loc + ["concurrentConnections"], f"{flood.concurrent_connections} is above frontend.maxconn "
                                                            f"{frontend.maxconn}, so it could never be reached (use "
                                                            f"at most {frontend.maxconn})")
-    ranges = flood.exempt_sources
-    open_ranges = [j for j, cidr in enumerate(ranges) if grammar.is_open_cidr(cidr)]
-    for j in open_ranges:
-        yield ConfigIssue(loc + ["exemptSources", j], f"{ranges[j]!r} exempts every address (name the NAT "
-                                                      "gateways, e.g. 10.40.0.1/32)")
-    if not open_ranges and grammar.ranges_cover_everything(ranges):
-        yield ConfigIssue(loc + ["exemptSources"], "together exempt every address (name the NAT gateways)")
-    yield from _unique(loc + ["exemptSources"], ranges)
+    yield from _named_networks(loc + ["exemptSources"], flood.exempt_sources, "exempt",
+                               "name the NAT gateways", "e.g. 10.40.0.1/32")
 
 
 def _exposure(estate: Estate) -> Issues:
@@ -410,16 +404,21 @@ def _anonymous_topic(loc: list, topic: str) -> Issues:
                                "client id is whatever the client says (name the topics, e.g. legacy/line-1/#)")
 
 
+def _named_networks(loc: list, ranges: list[str], verb: str, advice: str, example: str) -> Issues:
+    """CIDR lists that must name networks: no range, and no set of ranges, covering every address; none twice."""
+    open_ranges = [j for j, cidr in enumerate(ranges) if grammar.is_open_cidr(cidr)]
+    for j in open_ranges:
+        yield ConfigIssue(loc + [j], f"{ranges[j]!r} {verb}s every address ({advice}, {example})")
+    if not open_ranges and grammar.ranges_cover_everything(ranges):
+        yield ConfigIssue(loc, f"together {verb} every address ({advice})")
+    yield from _unique(loc, ranges)
+
+
 def _source_ranges(lst: Listener, loc: list, exposed: Optional[str]) -> Issues:
     """A listener's sourceRanges name networks: never everyone, and only where the source address survives."""
     ranges = lst.source_ranges
-    open_ranges = [j for j, cidr in enumerate(ranges) if grammar.is_open_cidr(cidr)]
-    for j in open_ranges:
-        yield ConfigIssue(loc + [j], f"{ranges[j]!r} admits every address (name the networks that may connect, "
-                                     "e.g. the sensors' 10.30.0.0/24)")
-    if not open_ranges and grammar.ranges_cover_everything(ranges):
-        yield ConfigIssue(loc, "together admit every address (name the networks that may connect)")
-    yield from _unique(loc, ranges)
+    yield from _named_networks(loc, ranges, "admit", "name the networks that may connect",
+                               "e.g. the sensors' 10.30.0.0/24")
     if ranges and exposed == "broker.service.type":
         # a NetworkPolicy may see the node's or the load balancer's address instead of the client's (Kubernetes
         # docs, kubernetes/website content/en/docs/concepts/services-networking/network-policies.md:157-166)

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from components.haproxy_cfg import FLOOD_TABLE, render_haproxy_cfg
+from components.mqtt_wire import connect_packet
 from estate.haproxy_runtime import runtime_command
 from estate.local import LocalEstate
 from estate.policy_run import mandatory, run_policies
@@ -33,12 +34,6 @@ STACK = ROOT / "tests" / "stacks" / "flood.yaml"
 RATE, CONCURRENT, EXEMPT = 6, 3, "127.0.0.4"
 """tests/stacks/flood.yaml's limits and exempt source."""
 CONNACK_OK, PINGREQ, PINGRESP, DISCONNECT = b"\x20\x02\x00\x00", b"\xc0\x00", b"\xd0\x00", b"\xe0\x00"
-
-
-def mqtt_connect(client_id: str) -> bytes:
-    """MQTT 3.1.1 CONNECT: clean session, keepalive 60, no credentials (the sensors listener is anonymous)."""
-    body = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(client_id).to_bytes(2, "big") + client_id.encode()
-    return b"\x10" + bytes([len(body)]) + body
 
 
 def _recv(sock: socket.socket, size: int) -> bytes:
@@ -58,7 +53,7 @@ def open_mqtt(port: int, source: str):
     sock.bind((source, 0))
     try:
         sock.connect(("127.0.0.1", port))
-        sock.sendall(mqtt_connect(f"{source}-{sock.getsockname()[1]}"))  # one id per session: no take-overs
+        sock.sendall(connect_packet(f"{source}-{sock.getsockname()[1]}"))  # one id per session: no take-overs
         if _recv(sock, 4) == CONNACK_OK:
             return sock
     except (ConnectionResetError, BrokenPipeError):
