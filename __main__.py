@@ -2,8 +2,8 @@
 
 import pulumi
 
-from stacks.build import build_estate
-from stacks.load import load_from_pulumi
+from mqtt_estate.stacks.build import build_estate
+from mqtt_estate.stacks.load import load_from_pulumi
 
 estate, config = load_from_pulumi()
 resources = build_estate(estate, config.get_secret)

@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from estate.local import LocalEstate  # noqa: E402
-from estate.render import render  # noqa: E402
+from mqtt_estate.estate.local import LocalEstate  # noqa: E402
+from mqtt_estate.estate.render import render  # noqa: E402
 
 TARGET_PER_REPLICA = 2.0
 """Health-check log lines per second per broker per HAProxy replica."""

@@ -30,10 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from components import credentials as model  # noqa: E402
-from components import mqtt_wire  # noqa: E402
-from components.passwords import deterministic_salt, hash_password  # noqa: E402
-from estate.local import free_port  # noqa: E402
+from mqtt_estate.components import credentials as model  # noqa: E402
+from mqtt_estate.components import mqtt_wire  # noqa: E402
+from mqtt_estate.components.passwords import deterministic_salt, hash_password  # noqa: E402
+from mqtt_estate.estate.local import free_port  # noqa: E402
 
 COUNTS = (model.GENERATED_ITERATIONS, 1_000, model.SUPPLIED_ITERATIONS, model.MAXIMUM_ITERATIONS, 210_000)
 PASSWORD = "bench-password-0123456789"

@@ -41,11 +41,11 @@ if str(ROOT) not in sys.path:
 import paho.mqtt  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 
-from components.haproxy_cfg import DEFAULT_CONNECTION_RATE, DEFAULT_RATE_PERIOD  # noqa: E402
-from components.mqtt_wire import connect_packet  # noqa: E402
-from estate.haproxy_runtime import runtime_command, stick_table  # noqa: E402
-from estate.local import LocalEstate  # noqa: E402
-from estate.render import render  # noqa: E402
+from mqtt_estate.components.haproxy_cfg import DEFAULT_CONNECTION_RATE, DEFAULT_RATE_PERIOD  # noqa: E402
+from mqtt_estate.components.mqtt_wire import connect_packet  # noqa: E402
+from mqtt_estate.estate.haproxy_runtime import runtime_command, stick_table  # noqa: E402
+from mqtt_estate.estate.local import LocalEstate  # noqa: E402
+from mqtt_estate.estate.render import render  # noqa: E402
 
 STACK = ROOT / "tests" / "stacks" / "ha.yaml"
 FLOODER = "127.0.0.2"

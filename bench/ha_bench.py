@@ -33,9 +33,9 @@ if str(ROOT) not in sys.path:
 
 import paho.mqtt.client as mqtt  # noqa: E402
 
-from estate.haproxy_runtime import stick_table  # noqa: E402
-from estate.local import LocalEstate  # noqa: E402
-from estate.render import render  # noqa: E402
+from mqtt_estate.estate.haproxy_runtime import stick_table  # noqa: E402
+from mqtt_estate.estate.local import LocalEstate  # noqa: E402
+from mqtt_estate.estate.render import render  # noqa: E402
 
 STACK = ROOT / "tests" / "stacks" / "ha.yaml"
 PAYLOAD = 100

@@ -42,8 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from components.mqtt_wire import connect_packet, publish_packet, subscribe_packet  # noqa: E402
-from estate.haproxy_runtime import runtime_command, server_states, stick_table  # noqa: E402
+from mqtt_estate.components.mqtt_wire import connect_packet, publish_packet, subscribe_packet  # noqa: E402
+from mqtt_estate.estate.haproxy_runtime import runtime_command, server_states, stick_table  # noqa: E402
 
 BASE_STACK = ROOT / "Pulumi.prod.yaml"
 ZONES = ["production", "quality", "maintenance"]
@@ -693,8 +693,8 @@ def main() -> None:
         asyncio.run(probe_main(args.probe, args.victim, args.publishers, args.rate))
         return
 
-    from estate.local import LocalEstate
-    from estate.render import render
+    from mqtt_estate.estate.local import LocalEstate
+    from mqtt_estate.estate.render import render
 
     open_files = raise_open_files()
     with tempfile.TemporaryDirectory(prefix="storm-bench-") as tmp:

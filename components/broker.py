@@ -12,28 +12,29 @@ Rollout model (what the real pulumi-kubernetes provider does with each piece; RE
   With an autoscaler the StatefulSet still names a replica count (the minimum) so a replacement never starts at 1.
 """
 
-from __future__ import annotations
-
 import asyncio
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, TypedDict
 
 import pulumi
 import pulumi_kubernetes as k8s
+from typing_extensions import Required
 
-from components.acl import AclUser, render_acl
-from components.kube import (RESTRICTED_CONTAINER, client_service, content_hash, labels,
-                             namespace_labels, restricted_pod, selector)
-from components.mosquitto_conf import (AUTH_DIR, BRIDGE_CERT_DIR, CERT_DIR, CONFIG_DIR, DATA_DIR, HEALTH_ACL,
-                                       HEALTH_PORT, HEALTH_TOPIC, RUN_DIR, START_SCRIPT, BrokerSettings,
-                                       ListenerSpec, render_bridge, render_mosquitto_conf)
-from components.names import INTERNAL_PORT_NAME, pod_dns_name, pod_dns_names  # noqa: F401 (public API)
-from components.credentials import SUPPLIED_ITERATIONS
-from components.password_logins import password_logins
-from components.passwords import password_file
-from components.client_bundles import COMPONENT as BUNDLE_COMPONENT
-from components.client_bundles import client_bundles
-from components.pki import ClientCertificate
+from .acl import render_acl
+from .arguments import check_arguments
+from .kube import (RESTRICTED_CONTAINER, ContainerResources, client_service, container_resources, content_hash,
+                   labels, namespace_labels, restricted_pod, selector)
+from .mosquitto_conf import (AUTH_DIR, BRIDGE_CERT_DIR, CERT_DIR, CONFIG_DIR, DATA_DIR, HEALTH_ACL,
+                             HEALTH_PORT, HEALTH_TOPIC, RUN_DIR, START_SCRIPT, BrokerSettings,
+                             ListenerSpec, render_bridge, render_mosquitto_conf)
+from .names import INTERNAL_PORT_NAME, pod_dns_name, pod_dns_names  # noqa: F401 (public API)
+from .credentials import SUPPLIED_ITERATIONS
+from .password_logins import password_context, password_logins
+from .passwords import password_file
+from .client_bundles import COMPONENT as BUNDLE_COMPONENT
+from .client_bundles import client_bundles
+from .pki import ClientCertificate
+from .users import AclRule, BrokerUser
 
 APP = "mosquitto"
 MOSQUITTO_UID = 1883
@@ -41,56 +42,66 @@ MOSQUITTO_UID = 1883
 START = (Path(__file__).with_name("mosquitto_start.sh")).read_text()
 SECRET_FILE_MODE = 0o440
 """Owner and group (fsGroup 1883) may read; nobody else (mosquitto warns about world-readable ACLs)."""
+RESOURCES = {"cpu": ("1", "2"), "memory": ("1Gi", "2Gi")}
+"""The broker container's default requests and limits (ContainerResources fills in each one it names)."""
 
 
-class ResourcesArgs(TypedDict, total=False):
-    cpu_request: str
-    cpu_limit: str
-    memory_request: str
-    memory_limit: str
+class Autoscaling(TypedDict, total=False):
+    """A CPU-based HorizontalPodAutoscaler for the broker StatefulSet."""
 
-
-class BrokerUserArgs(AclUser, total=False):
-    password: Optional[pulumi.Input[str]]
-    """Secret password; when absent and the user logs in by password, pulumi-random generates one."""
-    password_login: bool
-    """Whether the user is in the password file (False for certificate-only users)."""
+    min_replicas: Required[int]
+    """Fewest brokers (also the StatefulSet's replica count, so a replaced StatefulSet starts with them)."""
+    max_replicas: Required[int]
+    """Most brokers; no autoscaler when it equals min_replicas."""
+    target_cpu_percent: int
+    """Average CPU utilisation the autoscaler aims at, in percent of the request (default 60)."""
 
 
 class MosquittoBrokerArgs(TypedDict, total=False):
     namespace: str
-    """Kubernetes namespace of every object."""
+    """Kubernetes namespace of every object (default mqtt)."""
     create_namespace: bool
-    """Create the namespace, labelled for restricted pod security, with a default-deny NetworkPolicy."""
+    """Create the namespace, labelled for restricted pod security, with a default-deny NetworkPolicy (default
+    True)."""
     image: str
-    """eclipse-mosquitto image pinned to a 2.0.x tag or digest."""
+    """eclipse-mosquitto image pinned to a 2.0.x tag or digest (default eclipse-mosquitto:2.0.20)."""
     replicas: int
-    resources: ResourcesArgs
+    """Brokers to run (default 1); the autoscaler's minimum when autoscaling is set."""
+    resources: ContainerResources
+    """CPU and memory of the broker container."""
     storage_size: str
+    """Size of each broker's data volume (default 20Gi)."""
     storage_class: Optional[str]
-    settings: BrokerSettings
+    """StorageClass of the data volumes (absent: the cluster default)."""
+    settings: Required[BrokerSettings]
     """Listeners, limits and persistence as written into mosquitto.conf."""
     password_iterations: int
     """PBKDF2 iterations of the `$7$` hashes of supplied passwords (generated ones, 190 bits, use mosquitto's
-    default 101: see components/credentials.py); at most 100000."""
-    users: Sequence[BrokerUserArgs]
-    acl_patterns: Sequence[tuple[str, str]]
+    default 101: see components/credentials.py); 1000 to 100000, default 10000."""
+    users: Sequence[BrokerUser]
+    """Everyone who may log in: password users, certificate users (the CN is the name) and the bridge user."""
+    acl_patterns: Sequence[AclRule]
+    """ACL `pattern` lines for every user (topic filters may use %u and %c)."""
     factory_zones: Optional[Sequence[str]]
-    """Factory-zone ACL template (None: off)."""
+    """Factory-zone ACL template (absent: off)."""
     sparkplug: bool
-    """Sparkplug B ACL template."""
-    ca_cert_pem: pulumi.Input[str]
-    server_cert_pem: pulumi.Input[str]
-    server_key_pem: pulumi.Input[str]
+    """Sparkplug B ACL template (default False)."""
+    ca_cert_pem: Required[pulumi.Input[str]]
+    """The CA certificate, PEM: clients' certificates are checked against it."""
+    server_cert_pem: Required[pulumi.Input[str]]
+    """The brokers' server certificate, PEM."""
+    server_key_pem: Required[pulumi.Input[str]]
+    """Its private key, PEM (secret)."""
     client_certificates: Mapping[str, ClientCertificate]
     """For handing to devices: grouped, many users per Opaque Secret (components/client_bundles.py)."""
     service_type: str
-    """ClusterIP or LoadBalancer."""
+    """ClusterIP (default) or LoadBalancer."""
     load_balancer_source_ranges: Sequence[str]
+    """CIDRs a LoadBalancer Service admits (empty: every source)."""
     max_replicas: int
     """Autoscaling maximum; with more than one broker the pods bridge into a star (see mosquitto_conf)."""
-    autoscaling: Optional[AutoscalingArgs]
-    """CPU-based HorizontalPodAutoscaler (None: fixed replicas)."""
+    autoscaling: Optional[Autoscaling]
+    """CPU-based HorizontalPodAutoscaler (absent: fixed replicas)."""
     bridge_certificate: Optional[ClientCertificate]
     """Client certificate of the bridges (its CN needs `readwrite #` in the ACL)."""
     internal_clients: Sequence[Mapping[str, str]]
@@ -104,12 +115,6 @@ class MosquittoBrokerArgs(TypedDict, total=False):
     controller; otherwise `pulumi up` waits up to 10 minutes for one."""
 
 
-class AutoscalingArgs(TypedDict, total=False):
-    min_replicas: int
-    max_replicas: int
-    target_cpu_percent: int
-
-
 def _exec_probe(period: int, failures: int) -> dict:
     command = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(HEALTH_PORT), "-t", HEALTH_TOPIC,
                "-C", "1", "-W", "4"]  # a random client id: probes never knock each other off
@@ -118,13 +123,24 @@ def _exec_probe(period: int, failures: int) -> dict:
 
 
 class MosquittoBroker(pulumi.ComponentResource):
+    """A secure Eclipse Mosquitto 2.0 StatefulSet with its config, credentials, TLS material, Services,
+    PodDisruptionBudget and NetworkPolicies; with more than one broker the pods bridge into a star. Give it a
+    kubernetes provider with enableSecretMutable true: changed Secrets are then updated in place instead of deleted
+    and recreated (module docstring)."""
+
     namespace: str
+    """The namespace of every object."""
     service_name: str
+    """The Service clients connect to."""
     headless_service_name: str
-    credentials: pulumi.Output[dict]
-    endpoints: dict[str, str]
+    """The headless Service that names the broker pods."""
+    credentials: pulumi.Output[Mapping[str, str]]
+    """Every password user's password, supplied or generated (secret)."""
+    endpoints: Mapping[str, str]
+    """Each listener's in-cluster URL, by listener name."""
 
     def __init__(self, name: str, args: MosquittoBrokerArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        check_arguments("MosquittoBroker", name, args, MosquittoBrokerArgs)
         super().__init__("mqtt-estate:index:MosquittoBroker", name, None, opts)
         ns = args.get("namespace", "mqtt")
         settings = args["settings"]
@@ -173,10 +189,9 @@ class MosquittoBroker(pulumi.ComponentResource):
 
         # Passwords: given as secrets, or generated; only their `$7$` hashes reach the cluster, each with the
         # iteration count its origin calls for (components/credentials.py).
-        _refuse_duplicate_users(users)
         scope = f"{ns}/{name}"
         logins = password_logins(name, users, args.get("password_iterations", SUPPLIED_ITERATIONS),
-                                 [ns, name, *(args.get("factory_zones") or ())], child)
+                                 password_context(ns, name, args.get("factory_zones")), child)
         acl_rules = (args.get("acl_patterns", ()), args.get("factory_zones"), args.get("sparkplug", False))
         acl = render_acl(users, *acl_rules)
         # a listener that admits anonymous clients reads an ACL of its own: its anonymous rules, then the same
@@ -218,7 +233,6 @@ class MosquittoBroker(pulumi.ComponentResource):
                                              args.get("load_balancer_source_ranges"), args.get("skip_await", False))
         k8s.core.v1.Service(f"{name}-service", metadata=meta(name, **extra), spec=service_spec, opts=child)
 
-        res = args.get("resources", {})
         container = {
             "name": APP,
             "image": args.get("image", "eclipse-mosquitto:2.0.20"),
@@ -227,10 +241,7 @@ class MosquittoBroker(pulumi.ComponentResource):
             "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
             "ports": [{"name": lst["name"], "containerPort": lst["port"], "protocol": "TCP"} for lst in listeners]
             + ([{"name": INTERNAL_PORT_NAME, "containerPort": internal_port, "protocol": "TCP"}] if internal_port else []),
-            "resources": {
-                "requests": {"cpu": res.get("cpu_request", "1"), "memory": res.get("memory_request", "1Gi")},
-                "limits": {"cpu": res.get("cpu_limit", "2"), "memory": res.get("memory_limit", "2Gi")},
-            },
+            "resources": container_resources(args.get("resources"), RESOURCES),
             "securityContext": RESTRICTED_CONTAINER,
             "startupProbe": _exec_probe(2, 30),
             "readinessProbe": _exec_probe(10, 3),
@@ -253,12 +264,12 @@ class MosquittoBroker(pulumi.ComponentResource):
         if clustered and bridge is not None:
             bridge_secret = k8s.core.v1.Secret(
                 f"{name}-bridge", metadata=meta(f"{name}-bridge"), type="kubernetes.io/tls",
-                string_data={"ca.crt": args["ca_cert_pem"], "tls.crt": bridge.cert_pem,
-                             "tls.key": pulumi.Output.secret(bridge.key_pem)}, opts=child)
+                string_data={"ca.crt": args["ca_cert_pem"], "tls.crt": bridge["cert_pem"],
+                             "tls.key": pulumi.Output.secret(bridge["key_pem"])}, opts=child)
             container["volumeMounts"].append({"name": "bridge", "mountPath": BRIDGE_CERT_DIR, "readOnly": True})
             volumes.append({"name": "bridge", "secret": {"secretName": bridge_secret.metadata["name"],
                                                          "defaultMode": SECRET_FILE_MODE}})
-            tls_hash = pulumi.Output.unsecret(pulumi.Output.all(tls_hash, bridge.cert_pem).apply(
+            tls_hash = pulumi.Output.unsecret(pulumi.Output.all(tls_hash, bridge["cert_pem"]).apply(
                 lambda parts: content_hash(*parts)))
         claims = []
         if settings.get("persistence", True):
@@ -366,16 +377,6 @@ def _client_ingress(listeners: Sequence[ListenerSpec], internal_clients: Sequenc
     return ([{"ports": shared}] if shared else []) + [
         {"from": [{"ipBlock": {"cidr": cidr}} for cidr in lst["source_ranges"]], "ports": [port(lst)]}
         for lst in listeners if lst.get("source_ranges")]
-
-
-def _refuse_duplicate_users(users: Sequence[BrokerUserArgs]) -> None:
-    """mosquitto merges the ACL blocks of one user name: a second user of a name would inherit the first's rights."""
-    seen: set[str] = set()
-    for user in users:
-        if user["name"] in seen:
-            raise ValueError(f"MosquittoBroker: user {user['name']!r} is given twice (a second block of one name "
-                             "would share the first's ACL)")
-        seen.add(user["name"])
 
 
 def _autoscaled(args: MosquittoBrokerArgs) -> bool:

@@ -61,7 +61,7 @@ from typing import Mapping, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.pki import ClientCertificate
+from .pki import ClientCertificate
 
 USERS_PER_SECRET = 32
 """k is chosen so that the mean number of users per Secret is at most this (between half of it and it)."""
@@ -133,8 +133,8 @@ def client_bundles(broker: str, namespace: str, labels: Mapping[str, str], ca_ce
     for index, group in enumerate(group_users(list(certificates))):
         data: dict[str, pulumi.Input[str]] = {CA_KEY: ca_cert_pem}
         for user in group:
-            data[cert_key(user)] = certificates[user].cert_pem
-            data[key_key(user)] = pulumi.Output.secret(certificates[user].key_pem)
+            data[cert_key(user)] = certificates[user]["cert_pem"]
+            data[key_key(user)] = pulumi.Output.secret(certificates[user]["key_pem"])
         name = bundle_name(broker, index)
         bundles.append(k8s.core.v1.Secret(
             name, metadata={"name": name, "namespace": namespace, "labels": dict(labels),

@@ -15,53 +15,68 @@ is registered only once its parent's URN is known (runtime/resource.py:222-225).
 lists do not name the namespace: they hold their own depends_on and inputs only (runtime/resource.py:254-260).
 """
 
-from __future__ import annotations
-
 from pathlib import Path
-from typing import Optional, Sequence, TypedDict
+from typing import Mapping, Optional, Sequence, TypedDict
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
+from typing_extensions import Required
 
-from components.haproxy_cfg import (DEFAULT_STICK_EXPIRY_SECONDS, PEER_PORT, STATS_PORT, FloodLimits, FrontendPort,
+from .arguments import check_arguments
+from .haproxy_cfg import (DEFAULT_STICK_EXPIRY_SECONDS, PEER_PORT, STATS_PORT, FloodLimits, FrontendPort,
                                    render_haproxy_cfg)
-from components.haproxy_pod import APP, frontend_container, frontend_pod_template
-from components.kube import client_service, content_hash, labels, selector
-from components.pki import ClientCertificate
+from .haproxy_pod import APP, frontend_container, frontend_pod_template
+from .kube import ContainerResources, client_service, content_hash, labels, selector
+from .pki import ClientCertificate
 
 START_SCRIPT = (Path(__file__).with_name("haproxy_start.sh")).read_text()
 
 
 class HaProxyFrontendArgs(TypedDict, total=False):
-    namespace: str
+    namespace: Required[str]
+    """Kubernetes namespace of every object (the brokers' namespace)."""
     image: str
-    """haproxy image, 2.6 or newer, pinned."""
+    """haproxy image, 2.6 or newer, pinned (default haproxy:2.8.16)."""
     replicas: int
-    ports: Sequence[FrontendPort]
-    broker_servers: Sequence[str]
+    """HAProxy pods; at least 2 (default 2)."""
+    ports: Required[Sequence[FrontendPort]]
+    """The ports clients connect to, each forwarding to a broker listener."""
+    broker_servers: Required[Sequence[str]]
     """Broker pod DNS names in ordinal order, up to the autoscaling maximum."""
-    broker_selector: dict
+    broker_selector: Required[Mapping[str, str]]
     """Labels of the broker pods (NetworkPolicy egress)."""
-    internal_port: int
-    check_name: str
+    internal_port: Required[int]
+    """The brokers' internal mTLS listener, which the health checks connect to."""
+    check_name: Required[str]
     """A DNS name in the broker certificate, checked on health-check connections (verifyhost)."""
-    check_certificate: ClientCertificate
-    ca_cert_pem: pulumi.Input[str]
+    check_certificate: Required[ClientCertificate]
+    """The health checks' client certificate (its CN must be a broker user)."""
+    ca_cert_pem: Required[pulumi.Input[str]]
+    """The CA certificate, PEM: the brokers' server certificate is checked against it."""
     topology: str
-    timeout_seconds: int
+    """active-active (default: clients spread over the brokers) or active-standby (every client on the first
+    healthy broker)."""
+    timeout_seconds: Required[int]
+    """Client and server inactivity timeout: longer than the clients' keepalive (e.g. 1.5x max_keepalive)."""
     stick_expiry_seconds: int
-    """How long a client keeps its broker after its last connection (the brokers' session expiry)."""
+    """How long a client keeps its broker after its last connection: the brokers' session expiry (default 7
+    days)."""
     maxconn: int
+    """Connections one HAProxy replica accepts in all (default 20000)."""
     server_maxconn: int
+    """Connections one replica sends to one broker (default 10000)."""
     flood: FloodLimits
     """Per-source connection-rate and concurrent-connection limits in every client frontend (default: on, 20 new
     connections per 10 s and 100 open ones per source and replica; see haproxy_cfg._flood_rules). The limits count
     the source address HAProxy sees, so a LoadBalancer Service keeps client addresses (externalTrafficPolicy
     Local, components/kube.py client_service)."""
     service_type: str
+    """ClusterIP (default) or LoadBalancer."""
     load_balancer_source_ranges: Sequence[str]
-    resources: dict
+    """CIDRs a LoadBalancer Service admits (empty: every source)."""
+    resources: ContainerResources
+    """CPU and memory of the HAProxy container."""
     skip_await: bool
     """Do not wait for the frontend Service to become ready (default False). pulumi-kubernetes waits for a
     LoadBalancer Service until `status.loadBalancer.ingress` has an entry, for up to 10 minutes, and fails the
@@ -72,10 +87,18 @@ class HaProxyFrontendArgs(TypedDict, total=False):
 
 
 class HaProxyFrontend(pulumi.ComponentResource):
+    """HAProxy in front of a clustered MosquittoBroker: TLS passed through, clients kept on one broker, MQTT
+    health checks over mTLS, per-source flood limits, stats behind a generated password."""
+
     service_name: str
+    """The Service clients connect to."""
     stats_password: pulumi.Output[str]
+    """Password of the `stats` user of the stats and Prometheus page (secret)."""
+    endpoints: Mapping[str, str]
+    """Each port's in-cluster URL, by port name."""
 
     def __init__(self, name: str, args: HaProxyFrontendArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        check_arguments("HaProxyFrontend", name, args, HaProxyFrontendArgs)
         super().__init__("mqtt-estate:index:HaProxyFrontend", name, None, opts)
         self._name, self._ns = name, args["namespace"]
         self._child = pulumi.ResourceOptions(parent=self)
@@ -138,12 +161,12 @@ class HaProxyFrontend(pulumi.ComponentResource):
     def _check_tls(self, args: HaProxyFrontendArgs) -> tuple[k8s.core.v1.Secret, pulumi.Output[str]]:
         """The health checks' client certificate and the CA, and a hash of their public parts for the pods."""
         check = args["check_certificate"]
-        check_pem = pulumi.Output.secret(pulumi.Output.all(check.cert_pem, check.key_pem).apply(
+        check_pem = pulumi.Output.secret(pulumi.Output.all(check["cert_pem"], check["key_pem"]).apply(
             lambda parts: parts[0] + parts[1]))
         certs = k8s.core.v1.Secret(
             f"{self._name}-check-tls", metadata=self._meta(f"{self._name}-check-tls"), type="Opaque",
             string_data={"check.pem": check_pem, "ca.crt": args["ca_cert_pem"]}, opts=self._child)
-        certs_hash = pulumi.Output.unsecret(pulumi.Output.all(check.cert_pem, args["ca_cert_pem"]).apply(
+        certs_hash = pulumi.Output.unsecret(pulumi.Output.all(check["cert_pem"], args["ca_cert_pem"]).apply(
             lambda parts: content_hash(*parts)))
         return certs, certs_hash
 

@@ -14,12 +14,12 @@ Flood protection: every client frontend counts each source address's new and ope
 refuses a source above either limit at accept, before any byte is read (see _flood_rules).
 """
 
-from __future__ import annotations
-
 import re
 from typing import Optional, Sequence, TypedDict
 
-from components.mqtt_wire import connect_packet
+from typing_extensions import Required
+
+from .mqtt_wire import connect_packet
 
 CFG_DIR = "/usr/local/etc/haproxy"
 CERT_DIR = "/usr/local/etc/haproxy/certs"
@@ -117,14 +117,19 @@ DISCONNECT_HEX = "e000"
 
 
 class FrontendPort(TypedDict, total=False):
-    name: str
-    port: int
+    """A port the frontend accepts clients on, forwarding to one broker listener."""
+
+    name: Required[str]
+    """Port name in the frontend's Service and pods (at most 15 characters); a client port reuses its broker
+    listener's name."""
+    port: Required[int]
     """Port clients connect to."""
     broker_port: int
     """The broker listener it forwards to (default: the same port)."""
     shared: bool
     """A shared-subscription port: every client of every such port goes to one broker (see _shared_backend)."""
     tls: bool
+    """The broker listener speaks TLS: passed through untouched, clients stick to a broker by source address."""
     scheme: str
     """URL scheme clients use (mqtt, mqtts, wss); only for the endpoints output."""
     source_ranges: Sequence[str]
@@ -137,11 +142,11 @@ class FloodLimits(TypedDict, total=False):
     enabled: bool
     """False renders no tracking and no limits (default True)."""
     connection_rate: int
-    """New connections one source may open per rate period on one replica; the next one is refused."""
+    """New connections one source may open per rate period on one replica; the next one is refused (default 20)."""
     rate_period_ms: int
-    """The window conn_rate averages over, in milliseconds (1 s to 24 days)."""
+    """The window conn_rate averages over, in milliseconds (1 s to 24 days; default 10 s)."""
     concurrent_connections: int
-    """Open connections one source may hold on one replica; the next one is refused."""
+    """Open connections one source may hold on one replica; the next one is refused (default 100)."""
     exempt_sources: Sequence[str]
     """CIDRs never counted (a NAT gateway in front of a whole cell); they still pass the listener's sourceRanges."""
 

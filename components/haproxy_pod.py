@@ -7,12 +7,12 @@ the mounted Secret; the only environment variables are the pod's own name and wh
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import pulumi
 
-from components.haproxy_cfg import CERT_DIR, CFG_DIR, PEER_PORT, STATS_PORT, FrontendPort
-from components.kube import RESTRICTED_CONTAINER, restricted_pod
+from .haproxy_cfg import CERT_DIR, CFG_DIR, PEER_PORT, STATS_PORT, FrontendPort
+from .kube import RESTRICTED_CONTAINER, ContainerResources, container_resources, restricted_pod
 
 APP = "haproxy"
 HAPROXY_UID = 99
@@ -23,10 +23,11 @@ STATS_DIR = "/usr/local/etc/haproxy/stats"
 STATS_FILE_MODE = 0o440
 """Owner root, group the pod's fsGroup (HAPROXY_UID): readable by HAProxy's user, by nobody else."""
 START_SCRIPT_PATH = f"{CFG_DIR}/start.sh"
+RESOURCES = {"cpu": ("250m", "1"), "memory": ("256Mi", "512Mi")}
+"""The HAProxy container's default requests and limits (ContainerResources fills in each one it names)."""
 
 
-def frontend_container(image: str, ports: Sequence[FrontendPort], resources: dict) -> dict:
-    res = resources or {}
+def frontend_container(image: str, ports: Sequence[FrontendPort], resources: Optional[ContainerResources]) -> dict:
     return {
         "name": APP,
         "image": image,
@@ -39,10 +40,7 @@ def frontend_container(image: str, ports: Sequence[FrontendPort], resources: dic
         "ports": [{"name": p["name"], "containerPort": p["port"], "protocol": "TCP"} for p in ports]
         + [{"name": "stats", "containerPort": STATS_PORT, "protocol": "TCP"},
            {"name": "peers", "containerPort": PEER_PORT, "protocol": "TCP"}],
-        "resources": {
-            "requests": {"cpu": res.get("cpu_request", "250m"), "memory": res.get("memory_request", "256Mi")},
-            "limits": {"cpu": res.get("cpu_limit", "1"), "memory": res.get("memory_limit", "512Mi")},
-        },
+        "resources": container_resources(resources, RESOURCES),
         "securityContext": RESTRICTED_CONTAINER,
         "readinessProbe": {"tcpSocket": {"port": "stats"}, "periodSeconds": 5, "timeoutSeconds": 2,
                            "failureThreshold": 2},

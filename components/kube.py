@@ -1,11 +1,49 @@
-"""Small Kubernetes helpers shared by the components: labels, object names, content hashes, security contexts."""
-
-from __future__ import annotations
+"""Small Kubernetes helpers shared by the components: labels, object names, content hashes, security contexts,
+and the container resources argument."""
 
 import hashlib
 import re
+from typing import Iterator, Mapping, Optional, TypedDict
+
+from ..stacks.grammar import parse_quantity
 
 PART_OF = "mqtt-estate"
+
+
+class ContainerResources(TypedDict, total=False):
+    """CPU and memory of a component's container; each absent field keeps the component's default."""
+
+    cpu_request: str
+    """CPU request, a Kubernetes quantity such as 500m (broker default 1, frontend 250m)."""
+    cpu_limit: str
+    """CPU limit (broker default 2, frontend 1)."""
+    memory_request: str
+    """Memory request, a Kubernetes quantity such as 1Gi (broker default 1Gi, frontend 256Mi)."""
+    memory_limit: str
+    """Memory limit (broker default 2Gi, frontend 512Mi)."""
+
+
+Defaults = Mapping[str, tuple[str, str]]
+"""A component's default resources: "cpu" and "memory" -> (request, limit)."""
+
+
+def container_resources(res: Optional[ContainerResources], defaults: Defaults) -> dict:
+    """A container's `resources`: each field given in `res`, else the component's default."""
+    res = res or {}
+    return {"requests": {what: res.get(f"{what}_request", request) for what, (request, _) in defaults.items()},
+            "limits": {what: res.get(f"{what}_limit", limit) for what, (_, limit) in defaults.items()}}
+
+
+def requests_above_limits(res: Mapping[str, Optional[str]], defaults: Defaults) -> Iterator[tuple[str, str]]:
+    """(field, message) for each request above its limit once the defaults fill in what is not given: the API
+    server refuses such a container (a request must not exceed its limit)."""
+    for what, (default_request, default_limit) in defaults.items():
+        request = res.get(f"{what}_request") or default_request
+        limit = res.get(f"{what}_limit") or default_limit
+        if parse_quantity(request) > parse_quantity(limit):
+            field = f"{what}_request" if res.get(f"{what}_request") else f"{what}_limit"
+            yield field, (f"the {what} request {request} is above the limit {limit} (a request must not exceed "
+                          "its limit)")
 
 
 def labels(app: str, instance: str, component: str) -> dict[str, str]:

@@ -5,10 +5,12 @@ never allow anonymous clients unless asked, while a loopback-only health listene
 `$SYS/broker/uptime` without credentials and without touching a TLS listener (no handshake noise in logs).
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 from typing import Sequence, TypedDict
+
+from typing_extensions import Required
+
+from .users import AclRule
 
 CONFIG_DIR = "/mosquitto/config"
 AUTH_DIR = "/mosquitto/auth"
@@ -24,20 +26,24 @@ START_SCRIPT = "start.sh"
 
 
 class ListenerSpec(TypedDict, total=False):
-    name: str
-    """Port name in the Service (<= 15 characters)."""
-    port: int
+    """A client-facing mosquitto listener, also a port of the broker's Services."""
+
+    name: Required[str]
+    """Listener and Service port name (a DNS-1123 label of at most 15 characters)."""
+    port: Required[int]
+    """TCP port the broker listens on."""
     protocol: str
-    """mqtt or websockets."""
+    """mqtt or websockets (default mqtt)."""
     tls: bool
+    """Serve TLS with the broker's server certificate (default False)."""
     tls_version: str
-    """Minimum TLS version: tlsv1.2 or tlsv1.3."""
+    """Minimum TLS version: tlsv1.2 (default) or tlsv1.3."""
     require_certificate: bool
     """mTLS: clients must present a certificate from our CA; its CN becomes the user name."""
     allow_anonymous: bool
     """Anonymous clients on this listener only, under an ACL file of its own, `<name>.acl` (_listener_block)."""
-    anonymous_topics: Sequence[tuple[str, str]]
-    """(access, topic) rules for this listener's anonymous clients: the anonymous block of its ACL file."""
+    anonymous_topics: Sequence[AclRule]
+    """ACL rules for this listener's anonymous clients: the anonymous block of its ACL file."""
     source_ranges: Sequence[str]
     """CIDRs that may connect (the broker's NetworkPolicy, or the frontend's source check); empty: any."""
 
@@ -50,20 +56,33 @@ class BridgeSpec(TypedDict, total=False):
 
 
 class BrokerSettings(TypedDict, total=False):
-    listeners: Sequence[ListenerSpec]
+    """What mosquitto.conf says: listeners, persistence and per-client limits."""
+
+    listeners: Required[Sequence[ListenerSpec]]
+    """Client-facing listeners (the health and internal listeners are added by the component)."""
     internal_port: int
-    """mTLS listener for bridges and frontend health checks (clustered estates only)."""
+    """mTLS listener for bridges and frontend health checks; required with more than one broker or with the
+    component's internal_listener."""
     allow_anonymous: bool
     """Anonymous clients on every listener without mTLS, under the shared ACL (grants them nothing); prefer a
     listener's own allow_anonymous."""
-    persistence: bool
+    persistence: Required[bool]
+    """Keep sessions, subscriptions and retained messages in mosquitto.db on the data volume; with it,
+    autosave_interval and session_expiry are required."""
     autosave_interval: int
+    """Seconds between saves of the in-memory database (autosave_interval)."""
     session_expiry: str
-    max_connections: int
-    max_queued_messages: int
-    max_inflight_messages: int
-    max_packet_size: int
-    max_keepalive: int
+    """How long a disconnected client's persistent session is kept (persistent_client_expiration), e.g. 7d."""
+    max_connections: Required[int]
+    """Client connections per listener (max_connections)."""
+    max_queued_messages: Required[int]
+    """QoS 1 and 2 messages queued per client beyond those in flight (max_queued_messages)."""
+    max_inflight_messages: Required[int]
+    """QoS 1 and 2 messages in flight per client (max_inflight_messages)."""
+    max_packet_size: Required[int]
+    """Largest MQTT packet accepted, in bytes (max_packet_size)."""
+    max_keepalive: Required[int]
+    """Longest keepalive a client may ask for, in seconds (max_keepalive)."""
     max_queued_bytes: int
     """Per-client cap on queued message bytes; 0 or absent: only max_queued_messages caps the queue."""
 

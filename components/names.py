@@ -6,11 +6,14 @@ use the same functions to make them, so the registry and the rendered objects ca
 
 from __future__ import annotations
 
-from components.haproxy_cfg import FLOOD_TABLE, HEALTH_BACKEND, PEER_PORT, SHARED_TABLE, STATS_PORT
-from components.mosquitto_conf import HEALTH_PORT
+from .haproxy_cfg import FLOOD_TABLE, HEALTH_BACKEND, PEER_PORT, SHARED_TABLE, STATS_PORT
+from .mosquitto_conf import HEALTH_PORT
 
 INTERNAL_PORT_NAME = "internal"
 """Container port name of the brokers' internal mTLS listener (bridges and frontend health checks)."""
+HEALTH_ACL_NAME = "health"
+"""An anonymous listener's ACL file is <name>.acl, next to the health listener's health.acl in the run directory
+(components/mosquitto_conf.py), so no anonymous listener may take this name."""
 
 FRONTEND_SECTIONS = {
     "stats": "HAProxy's stats/metrics frontend and container port",

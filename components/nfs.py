@@ -7,42 +7,49 @@ corrupt database) and volumes are Retained when claims go away.
 The directories `<path>/<statefulset>-<ordinal>` must exist on the export.
 """
 
-from __future__ import annotations
-
-from typing import Optional, TypedDict
+from typing import Optional, Sequence, TypedDict
 
 import pulumi
 import pulumi_kubernetes as k8s
+from typing_extensions import Required
 
-from components.kube import labels
+from .arguments import check_arguments
+from .kube import labels
 
 
 class NfsStorageArgs(TypedDict, total=False):
-    server: str
+    server: Required[str]
     """NFS server host name or IP."""
-    path: str
+    path: Required[str]
     """Export path; each ordinal uses the sub-directory `<statefulset>-<ordinal>`."""
     version: str
-    """nfsvers mount option: 3, 4, 4.1 or 4.2."""
-    namespace: str
-    statefulset: str
+    """nfsvers mount option: 3, 4, 4.1 (default) or 4.2."""
+    namespace: Required[str]
+    """Namespace of the broker StatefulSet whose claims the volumes bind to."""
+    statefulset: Required[str]
     """Name of the StatefulSet whose claims (`<claim>-<statefulset>-<ordinal>`) the volumes bind to."""
     claim_template: str
     """Name of the StatefulSet's volumeClaimTemplate (default `data`)."""
-    count: int
+    count: Required[int]
     """How many ordinals get a volume: the autoscaling maximum."""
     size: str
+    """Capacity of each volume (default 20Gi)."""
 
 
 class NfsStorage(pulumi.ComponentResource):
-    volume_names: list[str]
+    """One Retained PersistentVolume per broker ordinal on an existing NFS export, each pre-bound to the claim of
+    that ordinal, mounted `hard`."""
+
+    volume_names: Sequence[str]
+    """The PersistentVolumes' names, by ordinal."""
 
     def __init__(self, name: str, args: NfsStorageArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        check_arguments("NfsStorage", name, args, NfsStorageArgs)
         super().__init__("mqtt-estate:index:NfsStorage", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         sts, ns = args["statefulset"], args["namespace"]
         claim = args.get("claim_template", "data")
-        self.volume_names = []
+        volume_names: list[str] = []
         for ordinal in range(args["count"]):
             volume = f"{ns}-{sts}-{ordinal}"
             k8s.core.v1.PersistentVolume(
@@ -58,5 +65,6 @@ class NfsStorage(pulumi.ComponentResource):
                     "claimRef": {"namespace": ns, "name": f"{claim}-{sts}-{ordinal}"},
                 },
                 opts=child)
-            self.volume_names.append(volume)
+            volume_names.append(volume)
+        self.volume_names = volume_names
         self.register_outputs({"volume_names": self.volume_names})

@@ -8,14 +8,13 @@ their passwords, so the policy pack can judge every hash line by how its passwor
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import pulumi
 import pulumi_random as random
 
-from components.credentials import (GENERATED_BITS, GENERATED_BITS_ANNOTATION, GENERATED_LENGTH,
-                                    MAXIMUM_ITERATIONS, SUPPLIED_ANNOTATION, hash_iterations,
-                                    supplied_password_problem)
+from .credentials import (GENERATED_BITS, GENERATED_BITS_ANNOTATION, GENERATED_LENGTH, SUPPLIED_ANNOTATION,
+                          hash_iterations, supplied_password_problem)
 
 MINIMUM_SUPPLIED_ITERATIONS = 1_000
 
@@ -33,13 +32,17 @@ class PasswordLogins:
         return {SUPPLIED_ANNOTATION: ",".join(self.supplied), GENERATED_BITS_ANNOTATION: str(GENERATED_BITS)}
 
 
+def password_context(namespace: str, name: str, factory_zones: Optional[Sequence[str]]) -> list[str]:
+    """Words of this broker an attacker would try first in a guess (components/credentials.py)."""
+    return [namespace, name, *(factory_zones or ())]
+
+
 def password_logins(name: str, users: Sequence[dict], supplied_iterations: int, context: Sequence[str],
                     child: pulumi.ResourceOptions) -> PasswordLogins:
-    """Every password user's password, generating the missing ones as `{name}-password-<user>` RandomPasswords."""
-    if not MINIMUM_SUPPLIED_ITERATIONS <= supplied_iterations <= MAXIMUM_ITERATIONS:
-        raise ValueError(f"MosquittoBroker {name}: password_iterations {supplied_iterations} is out of range "
-                         f"({MINIMUM_SUPPLIED_ITERATIONS}..{MAXIMUM_ITERATIONS}: every password CONNECT, right or "
-                         "wrong, costs the broker's thread that many PBKDF2 rounds)")
+    """Every password user's password, generating the missing ones as `{name}-password-<user>` RandomPasswords.
+
+    The iteration count and every password given as text were checked with the other arguments
+    (components/arguments.py); a password given as an Output is judged here, once its value is known."""
     outputs: dict[str, pulumi.Output] = {}
     supplied, generated = [], []
     for user in sorted(users, key=lambda u: u["name"]):
@@ -54,8 +57,6 @@ def password_logins(name: str, users: Sequence[dict], supplied_iterations: int, 
             outputs[login] = password.apply(lambda pw: (pw, hash_iterations(True, supplied_iterations)))
         else:
             supplied.append(login)
-            if isinstance(given, str):  # known now: refuse it before any resource depends on it
-                _judged(name, login, given, supplied_iterations, context)
             outputs[login] = pulumi.Output.from_input(given).apply(
                 lambda pw, login=login: (_judged(name, login, pw, supplied_iterations, context),
                                          hash_iterations(False, supplied_iterations)))

@@ -1,5 +1,8 @@
 """Command line: `python -m estate render|up|check|policy|schema`.
 
+render, up, policy and check run this package's own program or, with `--program DIR`, a Pulumi program of your
+own that uses the components (estate/program.py says which, and where each writes).
+
 Exit 0 ok, 2 configuration error, 3 mandatory policy violation, 1 anything else."""
 
 from __future__ import annotations
@@ -12,9 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from stacks.errors import StackConfigError
+from ..stacks.errors import StackConfigError
 
-DEFAULT_LOCAL_DIR = Path(".estate") / "local"
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_POLICY = 0, 1, 2, 3
 
 
@@ -24,14 +26,33 @@ def _policy_flags(parser: argparse.ArgumentParser) -> None:
                         help="render/boot even when mandatory policies fail (loudly reported)")
 
 
+def _program_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--program", type=Path, metavar="DIR",
+                        help="a Pulumi project directory (Pulumi.yaml, Pulumi.<stack>.yaml) whose Python program "
+                             "uses the components (default: the project around the current directory, else this "
+                             "package's own program)")
+
+
+def _program(args):
+    """The program the command runs (estate/program.py), found once."""
+    from .program import find_program
+
+    if getattr(args, "found_program", None) is None:
+        args.found_program = find_program(args.program)
+    return args.found_program
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m estate", description=__doc__)
+    # installed, the console script is `mqtt-estate` (pyproject.toml); in a checkout, `python -m estate`
+    prog = "mqtt-estate" if Path(sys.argv[0]).name == "mqtt-estate" else "python -m estate"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     render = sub.add_parser("render", help="render every Kubernetes object and broker file of a stack")
     render.add_argument("--stack", required=True)
     render.add_argument("--config", type=Path, help="stack file to use instead of Pulumi.<stack>.yaml")
-    render.add_argument("--out", type=Path, help="output directory (default out/<stack>)")
+    render.add_argument("--out", type=Path, help="output directory (default out/<stack> in the program's directory)")
+    _program_flag(render)
     _policy_flags(render)
 
     up = sub.add_parser("up", help="render, then run the estate")
@@ -40,18 +61,25 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--config", type=Path)
     up.add_argument("--out", type=Path)
     up.add_argument("--smoke", action="store_true", help="run the smoke suite, then stop")
+    _program_flag(up)
     _policy_flags(up)
 
     policy = sub.add_parser("policy", help="run the policy pack on a stack offline (exit 3 on mandatory violations)")
     policy.add_argument("--stack", required=True)
     policy.add_argument("--config", type=Path)
     policy.add_argument("--policy-config", type=Path, help="policy pack config (JSON, as for pulumi preview)")
+    _program_flag(policy)
 
     check = sub.add_parser("check", help="run the smoke suite against the running local estate")
     check.add_argument("--local", action="store_true", required=True)
-    check.add_argument("--connection", type=Path, default=DEFAULT_LOCAL_DIR / "connection.json")
+    check.add_argument("--connection", type=Path,
+                       help="connection file (default: .estate/local/connection.json of the program, as `up` wrote it)")
+    _program_flag(check)
 
-    sub.add_parser("schema", help="print the JSON Schema of the stack configuration")
+    schema = sub.add_parser("schema", help="print the JSON Schema of the stack configuration")
+    schema.add_argument("--provider", action="store_true",
+                        help="print the component provider's Pulumi package schema instead "
+                             "(schema/provider.schema.json)")
     return parser
 
 
@@ -63,11 +91,11 @@ def _print_warnings(stack_file) -> None:
 
 def _gated(args):
     """Evaluate the stack and run the policy pack first; None (after printing why) when it must stop here."""
-    from estate.policy_run import (checked_resources, load_policies, mandatory, read_overrides, report_text,
+    from .policy_run import (checked_resources, load_policies, mandatory, read_overrides, report_text,
                                    run_policies)
-    from estate.render import evaluate
+    from .render import evaluate
 
-    stack_file, registry = evaluate(args.stack, args.config)
+    stack_file, registry = evaluate(args.stack, args.config, program=_program(args))
     _print_warnings(stack_file)
     violations = run_policies(registry, args.stack, read_overrides(args.policy_config))
     failing = mandatory(violations)
@@ -84,24 +112,40 @@ def _gated(args):
 
 
 def cmd_policy(args) -> int:
-    from estate.policy_run import (checked_resources, load_policies, mandatory, read_overrides, report_text,
+    from .policy_run import (checked_resources, load_policies, mandatory, read_overrides, report_text,
                                    run_policies)
-    from estate.render import evaluate
+    from .render import evaluate
 
-    stack_file, registry = evaluate(args.stack, args.config)
+    stack_file, registry = evaluate(args.stack, args.config, program=_program(args))
     _print_warnings(stack_file)
     violations = run_policies(registry, args.stack, read_overrides(args.policy_config))
     print(report_text(violations, len(load_policies()), checked_resources(registry)))
     return EXIT_POLICY if mandatory(violations) else EXIT_OK
 
 
-def _render(args):
-    from estate.render import write_render
+def _render(args, to_run: bool = False):
+    """Evaluate, judge and write the render; `to_run`: refuse (before writing) a render with nothing to run here."""
+    from .render import write_render
 
+    from .output import check_replaceable
+
+    out = args.out or _program(args).out_dir(args.stack)
+    check_replaceable(out, "--out" if args.out else None)  # before the program runs: it would be replaced whole
     gated = _gated(args)
     if gated is None:
         return None
-    return write_render(args.stack, gated[0], gated[1], args.out)
+    if to_run:
+        _refuse_nothing_to_run(gated[1])
+    return write_render(args.stack, gated[0], gated[1], out)
+
+
+def _refuse_nothing_to_run(registry) -> None:
+    from .engine import EngineError
+    from .local import local_workloads
+    from .manifests import kubernetes_objects
+
+    if not local_workloads(kubernetes_objects(registry)):
+        raise EngineError(["nothing to run locally: the program registered no MosquittoBroker"])
 
 
 def cmd_render(args) -> int:
@@ -133,23 +177,20 @@ def cmd_up(args) -> int:
 
 
 def _up(args) -> int:
-    from estate.local import LocalEstate
-    from estate.smoke import report, run_smoke
+    from .local import LocalEstate
 
-    result = _render(args)
+    result = _render(args, to_run=True)
     if result is None:
         return EXIT_POLICY
     print(f"rendered {len(result.objects)} Kubernetes objects to {result.out}")
-    with LocalEstate(result, DEFAULT_LOCAL_DIR.resolve()) as local:
+    with LocalEstate(result, _program(args).local_dir.resolve()) as local:
         path = local.write_connection_file()
         for proc in local.processes:
             for lst in proc.listeners:
                 print(f"  {proc.pod:<22} {lst['name']:<16} {lst['url']}")
         print(f"connection file: {path}")
         if args.smoke:
-            checks = run_smoke(json.loads(path.read_text()))
-            print(report(checks))
-            return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
+            return _smoke(json.loads(path.read_text()))
         try:  # from the moment the line is out, a stop signal is a clean stop
             print("estate is up; Ctrl-C stops it", flush=True)
             while all(p.process.poll() is None for p in local.processes):
@@ -161,20 +202,32 @@ def _up(args) -> int:
             return EXIT_OK
 
 
-def cmd_check(args) -> int:
-    from estate.smoke import report, run_smoke
+def _smoke(connection: dict) -> int:
+    """Run the smoke suite and print its report: exit 0 only when it checked something and all of it passed."""
+    from .smoke import passed, report, run_smoke
 
-    if not args.connection.is_file():
-        print(f"error: no running local estate ({args.connection} not found; start one with "
-              f"`python -m estate up --local --stack NAME`)", file=sys.stderr)
-        return EXIT_FAILED
-    checks = run_smoke(json.loads(args.connection.read_text()))
+    checks = run_smoke(connection)
     print(report(checks))
-    return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
+    return EXIT_OK if passed(checks) else EXIT_FAILED
 
 
-def cmd_schema(_args) -> int:
-    from stacks.schema import stack_file_schema
+def cmd_check(args) -> int:
+    connection = args.connection or _program(args).local_dir / "connection.json"
+    if not connection.is_file():
+        program = f" --program {args.program}" if args.program else ""
+        print(f"error: no running local estate ({connection} not found; start one with "
+              f"`python -m estate up --local{program} --stack NAME`)", file=sys.stderr)
+        return EXIT_FAILED
+    return _smoke(json.loads(connection.read_text()))
+
+
+def cmd_schema(args) -> int:
+    if args.provider:
+        from ..components.provider import schema_text
+
+        sys.stdout.write(schema_text())
+        return EXIT_OK
+    from ..stacks.schema import stack_file_schema
 
     print(json.dumps(stack_file_schema(), indent=2, sort_keys=True))
     return EXIT_OK
@@ -186,6 +239,10 @@ COMMANDS = {"render": cmd_render, "up": cmd_up, "check": cmd_check, "schema": cm
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if getattr(args, "stack", None) is not None:  # before it becomes any path (out/<stack>, seeds)
+            from .output import check_stack_name
+
+            check_stack_name(args.stack)
         return COMMANDS[args.command](args)
     except StackConfigError as exc:
         for line in exc.lines:
@@ -194,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_FAILED
     except Exception as exc:  # a user never sees a traceback unless they ask for one
-        engine = sys.modules.get("estate.engine")  # loaded if the program ran (not imported here: it is slow)
+        engine = sys.modules.get("mqtt_estate.estate.engine")  # loaded if the program ran (not imported here: it is slow)
         if engine is not None and isinstance(exc, engine.EngineError) and not os.environ.get("ESTATE_DEBUG"):
             for problem in exc.problems:  # a resource the program registered is refused: one line per problem
                 print(f"error: {problem}", file=sys.stderr)

@@ -23,8 +23,8 @@ from pulumi.runtime import mocks, rpc, settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
-from estate import random_provider, tls_provider
-from estate.seed import Seed
+from . import random_provider, tls_provider
+from .seed import Seed
 
 PROVIDERS = {**tls_provider.RESOURCES, **random_provider.RESOURCES}
 INPUT_ERRORS = (tls_provider.InputError, random_provider.InputError)
@@ -94,14 +94,17 @@ def resource_problem(typ: str, name: str, problem: str) -> str:
     return f"{typ} resource '{name}' has a problem: {problem}"
 
 
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An error's message on one line, at most `limit` characters."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _describe(exc: BaseException) -> str:
     """One line for an error raised while computing a resource."""
     if isinstance(exc, INPUT_ERRORS):
         return str(exc)
-    text = " ".join(str(exc).split()) or "(no message)"
-    if len(text) > 300:
-        text = text[:297] + "..."
-    return f"cannot be computed offline ({type(exc).__name__}: {text})"
+    return f"cannot be computed offline ({type(exc).__name__}: {one_line(exc)})"
 
 
 @dataclass
@@ -115,13 +118,24 @@ class Registered:
     outputs: dict
     secret: bool
     """Whether any input arrived marked secret."""
+    provider: str = ""
+    """The explicit provider it is bound to, as Pulumi references one (`<provider urn>::<id>`); "" for the default
+    provider (configured by the stack's `<package>:` keys)."""
+    version: str = ""
+    """The plugin version the SDK asked for (its package's version; "" if none): the engine names a default
+    provider after it and sets it as a provider's `version` input."""
 
 
 @dataclass
 class Registry:
     resources: list[Registered] = field(default_factory=list)
+    project: str = "mqtt-estate"
+    """The project the program ran as (in every URN, and the Stack resource's `<project>-<stack>`)."""
     stack_outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
+    config: dict[str, str] = field(default_factory=dict)
+    """The stack config the program ran with ('namespace:key' -> text): a default provider's inputs are its
+    package's keys (policy_run.default_provider)."""
 
     def of_type(self, prefix: str) -> list[Registered]:
         return [r for r in self.resources if r.type.startswith(prefix)]
@@ -211,7 +225,8 @@ class RecordingMonitor(mocks.MockMonitor):
         self.qualified_types[response.urn] = qualified
         self.registry.resources.append(Registered(
             urn=response.urn, type=request.type, name=request.name, parent=request.parent or None,
-            custom=bool(request.custom), inputs=inputs, outputs=current.state, secret=secret))
+            custom=bool(request.custom), inputs=inputs, outputs=current.state, secret=secret,
+            provider=request.provider, version=request.version))
         return response
 
 
@@ -231,6 +246,7 @@ def run_program(program: Path, stack: str, config: dict[str, str], secret_keys: 
     if added:
         sys.path.insert(0, program_dir)
     cwd = os.getcwd()
+    before = set(sys.modules)
     try:
         os.chdir(program_dir)
         return run_function(lambda: runpy.run_path(str(program), run_name="__main__"),
@@ -239,6 +255,29 @@ def run_program(program: Path, stack: str, config: dict[str, str], secret_keys: 
         os.chdir(cwd)
         if added:
             sys.path.remove(program_dir)
+        # Pulumi runs each program in a process of its own: the program's own modules (helpers.py beside it) must
+        # not outlive the run, or the next program with a module of that name would get this one's.
+        for name in _own_modules(program_dir, set(sys.modules) - before):
+            del sys.modules[name]
+
+
+def _own_modules(program_dir: str, names: set[str]) -> list[str]:
+    """Of the modules `names`, those loaded from the program's directory: not this package (the checkout's own
+    program lives at its root) and not a virtualenv or other site-packages inside the project."""
+    own = []
+    for name in names:
+        if name == "mqtt_estate" or name.startswith("mqtt_estate."):
+            continue
+        module = sys.modules.get(name)
+        where = getattr(module, "__file__", None)
+        if where is None:  # a namespace package: its folders
+            where = next(iter(getattr(module, "__path__", None) or ()), None)
+        if not isinstance(where, str) or not where.startswith(program_dir + os.sep):
+            continue
+        if {"site-packages", "dist-packages"} & set(Path(where[len(program_dir) + 1:]).parts):
+            continue
+        own.append(name)
+    return own
 
 
 def run_function(body: Callable[[], Any], stack: str, config: dict[str, str], secret_keys: list[str], seed: Seed,
@@ -264,6 +303,8 @@ def run_function(body: Callable[[], Any], stack: str, config: dict[str, str], se
     if estate_mocks.errors:  # also when the program never awaited the refused resource
         raise _combined(estate_mocks.errors)
     registry = monitor.registry
+    registry.project = project
+    registry.config = dict(config)
     for key, value in root.outputs.items():
         if _plain(value):  # e.g. the `users` list: wrapping each of 10,000 entries in an Output costs seconds
             registry.stack_outputs[key] = value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from estate.mounts import rewrite_paths
+from .mounts import rewrite_paths
 
 
 def frontend_ports(cfg: str) -> dict[str, tuple[int, bool, int]]:

@@ -23,16 +23,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from estate.haproxy_files import frontend_ports, rewrite_haproxy_cfg
-from estate.haproxy_runtime import server_states
-from estate.mounts import rewrite_paths
-from estate.manifests import object_data, pod_files, workloads
-from components.client_bundles import bundle_users, cert_key, key_key
-from components.haproxy_cfg import FLOOD_TABLE, HEALTH_BACKEND, PEER_PORT, server_id
-from components.mosquitto_conf import AUTH_DIR, CONFIG_DIR, RUN_DIR, parse_listeners
-from estate.mosquitto_files import rewrite_conf
-from estate.output import write_file
-from estate.render import Render
+from .haproxy_files import frontend_ports, rewrite_haproxy_cfg
+from .haproxy_runtime import server_states
+from .mounts import rewrite_paths
+from .manifests import object_data, pod_files, workloads
+from ..components.client_bundles import bundle_users, cert_key, key_key
+from ..components.haproxy_cfg import FLOOD_TABLE, HEALTH_BACKEND, PEER_PORT, server_id
+from ..components.broker import APP as BROKER_APP
+from ..components.haproxy_pod import APP as FRONTEND_APP
+from ..components.kube import PART_OF
+from ..components.mosquitto_conf import AUTH_DIR, CONFIG_DIR, RUN_DIR, parse_listeners
+from .mosquitto_files import rewrite_conf
+from .output import write_file
+from .render import Render
 
 
 PR_SET_PDEATHSIG = 1
@@ -84,6 +87,16 @@ class LocalProcess:
     server_name: str = ""
     """The name clients use for this pod's listeners in the cluster (its client Service, or the pod's own DNS
     name); local clients dial 127.0.0.1 but verify the certificate against this name."""
+
+
+def local_workloads(objects: list[dict]) -> list[dict]:
+    """The StatefulSets the components made, brokers and frontends: what runs here. Anything else a program of
+    your own registers is rendered, not run."""
+    def made_by_us(workload: dict) -> bool:
+        found = workload["metadata"].get("labels") or {}
+        return found.get("app.kubernetes.io/part-of") == PART_OF \
+            and found.get("app.kubernetes.io/name") in (BROKER_APP, FRONTEND_APP)
+    return [w for w in workloads(objects) if made_by_us(w)]
 
 
 def _container(workload: dict) -> dict:
@@ -273,7 +286,7 @@ class LocalEstate:
         objects = self.rendered.objects
         addresses: dict[tuple[str, int], int] = {}
         plans = []
-        for workload in workloads(objects):
+        for workload in local_workloads(objects):
             container = _container(workload)
             files = pod_files(objects, workload)
             is_frontend = any(path.endswith("/haproxy.cfg") for path in files)

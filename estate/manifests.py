@@ -8,8 +8,8 @@ from typing import Iterable
 
 import yaml
 
-from estate.engine import Registered, Registry
-from estate.output import write_file
+from .engine import Registered, Registry
+from .output import write_file
 
 APPLY_ORDER = {"Namespace": 0, "ServiceAccount": 10, "Secret": 20, "ConfigMap": 20, "PersistentVolume": 25,
                "PersistentVolumeClaim": 26, "Service": 30, "StatefulSet": 40, "Deployment": 40,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from estate.mounts import rewrite_paths
+from .mounts import rewrite_paths
 
 
 def rewrite_conf(conf: str, ports: dict[int, int], paths: dict[str, str],

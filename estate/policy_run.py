@@ -7,23 +7,26 @@ A policy that raises on a resource (odd props it did not expect) does not stop t
 "policy X could not judge <type> <name>: <error>" at that policy's enforcement level, so a mandatory policy
 that cannot judge a resource blocks `render`/`up` exactly as a violation would (a check that could not be made
 is not a pass), and an advisory one only warns. Every other policy and resource is still judged.
+
+Each resource's provider reaches the policies as CrossGuard hands it over (ResourceValidationArgs.provider and
+PolicyResource.provider, a PolicyProviderResource: the provider resource's type, URN, name and inputs): the
+program's own provider resource, or the default provider the engine makes from the stack's `<package>:` config
+(default_provider).
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from pulumi_policy import (EnforcementLevel, PolicyCustomTimeouts, PolicyResource, PolicyResourceOptions,
-                           ResourceValidationArgs, StackValidationArgs, StackValidationPolicy)
+from pulumi_policy import (EnforcementLevel, PolicyCustomTimeouts, PolicyProviderResource, PolicyResource,
+                           PolicyResourceOptions, ResourceValidationArgs, StackValidationArgs, StackValidationPolicy)
 
-from estate.engine import Registry
-from stacks.errors import ConfigIssue, StackConfigError
+from .engine import Registered, Registry
+from ..stacks.errors import ConfigIssue, StackConfigError
 
-POLICY_DIR = Path(__file__).resolve().parent.parent / "policy"
 LEVELS = {"mandatory": EnforcementLevel.MANDATORY, "advisory": EnforcementLevel.ADVISORY,
           "disabled": EnforcementLevel.DISABLED, "remediate": EnforcementLevel.REMEDIATE}
 
@@ -53,9 +56,7 @@ def _could_not_judge(policy, level, typ: str, name: str, exc: Exception) -> Viol
 
 
 def load_policies() -> list:
-    if str(POLICY_DIR) not in sys.path:
-        sys.path.insert(0, str(POLICY_DIR))
-    from estate_policies import POLICIES  # the pack's own list
+    from ..policy.estate_policies import POLICIES  # the pack's own list
 
     return POLICIES
 
@@ -66,13 +67,83 @@ def _options(parent: Optional[str]) -> PolicyResourceOptions:
                                  parent=parent)
 
 
-def _resources(registry: Registry, stack: str) -> list[tuple[str, str, str, dict, Optional[str]]]:
-    """(type, name, urn, props, parent) for every custom resource and the stack (its public outputs)."""
-    rows = [(r.type, r.name, r.urn, r.inputs, r.parent) for r in registry.resources if r.custom]
+Row = tuple[str, str, str, dict, Optional[str], Optional[PolicyProviderResource]]
+
+
+def _resources(registry: Registry, stack: str) -> list[Row]:
+    """(type, name, urn, props, parent, provider) for every custom resource and the stack (its public outputs)."""
+    providers = Providers(registry, stack)
+    rows: list[Row] = [(r.type, r.name, r.urn, r.inputs, r.parent, providers.of(r))
+                       for r in registry.resources if r.custom]
     outputs = {k: ("[secret]" if k in registry.secret_outputs else v) for k, v in registry.stack_outputs.items()}
-    rows.append(("pulumi:pulumi:Stack", f"mqtt-estate-{stack}", f"urn:pulumi:{stack}::mqtt-estate::pulumi:pulumi:Stack::"
-                 f"mqtt-estate-{stack}", outputs, None))
+    name = stack_name(registry, stack)
+    rows.append(("pulumi:pulumi:Stack", name, f"urn:pulumi:{stack}::{registry.project}::pulumi:pulumi:Stack::{name}",
+                 outputs, None, None))
     return rows
+
+
+PROVIDER_TYPE = "pulumi:providers:"
+
+
+def default_name(version: str) -> str:
+    """A default provider's name, as the engine makes it (pulumi/pulumi pkg/resource/deploy/providers/provider.go:
+    107-138, ProviderRequest.DefaultName): `default`, then each part of the version the SDK asked for, joined by
+    `_` (4.34.2 -> default_4_34_2)."""
+    core, _, build = version.partition("+")
+    core, _, pre = core.partition("-")
+    parts = [part for text in (core, pre, build) if text for part in text.split(".")]
+    return "_".join(["default", *parts])
+
+
+class Providers:
+    """The provider of each resource, as the Pulumi engine hands it to the policy pack.
+
+    The engine passes the provider resource's URN, type, name and inputs (pulumi/pulumi 1b59498
+    pkg/resource/deploy/step_generator.go:3476-3484, getProviderResource at 3144-3160); the analyzer drops the
+    `__internal` keys (pkg/resource/plugin/analyzer_plugin.go:770-778). A resource without an explicit provider is
+    bound to its package's default provider (source_eval.go:2563-2584 and 714-729), which the engine registers as
+    `pulumi:providers:<package>` named by DefaultName, with the stack's `<package>:` config keys as its inputs,
+    keys without the namespace and values as text (default_providers.go:139-169, target.go:45-72), plus `version`
+    when the SDK asked for one (default_providers.go:148-150; an explicit provider gets it too,
+    source_eval.go:2669-2676). Offline, the mock monitor sees no default provider at all (the resource's provider
+    reference is ""), so it is made here from the config the program ran with."""
+
+    def __init__(self, registry: Registry, stack: str):
+        self.registry, self.stack = registry, stack
+        self.explicit = {r.urn: r for r in registry.resources if r.type.startswith(PROVIDER_TYPE)}
+        self.cache: dict[tuple[str, str], PolicyProviderResource] = {}
+
+    def of(self, resource: Registered) -> Optional[PolicyProviderResource]:
+        if resource.type.startswith(PROVIDER_TYPE):
+            return None  # a provider has none (source_eval.go:2563)
+        explicit = resource.provider.rsplit("::", 1)[0]  # a reference is `<urn>::<id>`
+        key = ("", explicit) if explicit else (resource.type.split(":", 1)[0], resource.version)
+        if key not in self.cache:
+            self.cache[key] = self._explicit(explicit) if explicit else self._default(*key)
+        return self.cache[key]
+
+    def _explicit(self, urn: str) -> PolicyProviderResource:
+        found = self.explicit.get(urn)
+        if found is None:  # not registered by this program: what the reference says, no inputs
+            _, typ, name = urn.rsplit("::", 2)
+            return PolicyProviderResource(typ.rsplit("$", 1)[-1], {}, urn, name)
+        return PolicyProviderResource(found.type, _with_version(found.inputs, found.version), found.urn, found.name)
+
+    def _default(self, package: str, version: str) -> PolicyProviderResource:
+        inputs = {key.split(":", 1)[1]: value for key, value in self.registry.config.items()
+                  if key.split(":", 1)[0] == package}
+        name = default_name(version)
+        urn = f"urn:pulumi:{self.stack}::{self.registry.project}::{PROVIDER_TYPE}{package}::{name}"
+        return PolicyProviderResource(f"{PROVIDER_TYPE}{package}", _with_version(inputs, version), urn, name)
+
+
+def _with_version(inputs: dict, version: str) -> dict:
+    return {**inputs, "version": version} if version else dict(inputs)
+
+
+def stack_name(registry: Registry, stack: str) -> str:
+    """The root Stack resource's name, as Pulumi names it: `<project>-<stack>`."""
+    return f"{registry.project}-{stack}"
 
 
 def level_of(policy, overrides: dict) -> EnforcementLevel:
@@ -88,11 +159,11 @@ def run_policies(registry: Registry, stack: str, overrides: Optional[dict] = Non
                  policies: Optional[list] = None) -> list[Violation]:
     overrides = overrides or {}
     rows = _resources(registry, stack)
-    by_urn = {urn: (typ, name) for typ, name, urn, _, _ in rows}
+    by_urn = {urn: (typ, name) for typ, name, urn, *_ in rows}
     # built once, not per policy: ~40 policies x 20,000 resources made a million of each at 10,000 devices (4 s)
-    options = [_options(parent) for _, _, _, _, parent in rows]
-    stack_resources = [PolicyResource(typ, props, urn, name, opts, None, None, [], {})
-                       for (typ, name, urn, props, _), opts in zip(rows, options)]
+    options = [_options(parent) for _, _, _, _, parent, _ in rows]
+    stack_resources = [PolicyResource(typ, props, urn, name, opts, provider, None, [], {})
+                       for (typ, name, urn, props, _, provider), opts in zip(rows, options)]
     violations: list[Violation] = []
     for policy in policies if policies is not None else load_policies():
         level = level_of(policy, overrides)
@@ -110,14 +181,15 @@ def run_policies(registry: Registry, stack: str, overrides: Optional[dict] = Non
             try:
                 policy.validate(StackValidationArgs(resources, config), report)
             except Exception as exc:  # noqa: BLE001 -- reported at the policy's level, see the module docstring
-                violations.append(_could_not_judge(policy, level, "pulumi:pulumi:Stack", f"mqtt-estate-{stack}", exc))
+                violations.append(_could_not_judge(policy, level, "pulumi:pulumi:Stack", stack_name(registry, stack),
+                                                   exc))
             continue
-        for (typ, name, urn, props, _), opts in zip(rows, options):
+        for (typ, name, urn, props, _, provider), opts in zip(rows, options):
             def report(message, _urn=None, _policy=policy, _level=level, _typ=typ, _name=name):
                 violations.append(Violation(_policy.name, _level, _typ, _name, message))
 
             try:
-                policy.validate(ResourceValidationArgs(typ, props, urn, name, opts, None, config), report)
+                policy.validate(ResourceValidationArgs(typ, props, urn, name, opts, provider, config), report)
             except Exception as exc:  # noqa: BLE001 -- reported at the policy's level, see the module docstring
                 violations.append(_could_not_judge(policy, level, typ, name, exc))
     return violations

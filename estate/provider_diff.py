@@ -25,8 +25,8 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping, Optional
 
-from estate.engine import Registered, Registry
-from estate.manifests import kubernetes_object
+from .engine import Registered, Registry
+from .manifests import kubernetes_object
 
 CREATE, UPDATE, REPLACE, DELETE, SAME = "create", "update", "replace", "delete", "same"
 

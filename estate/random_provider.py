@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import string
 
-from estate.seed import Seed
+from .seed import Seed
 
 DEFAULT_SPECIAL = "!@#$%&*()-_=+[]{}<>:?"
 MAX_LENGTH = 65536

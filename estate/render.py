@@ -5,13 +5,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from estate.engine import Registry, run_program
-from estate.manifests import kubernetes_objects, object_index, pod_files, workloads, write_manifests
-from estate.output import staged_directory, write_file
-from estate.seed import load_or_create
-from estate.stackfile import StackFile, read_stack_file
+import pulumi
+
+from ..stacks.errors import ConfigIssue, StackConfigError, safe_text
+from .engine import EngineError, Registry, run_program
+from .manifests import kubernetes_objects, object_index, pod_files, workloads, write_manifests
+from .output import check_stack_name, staged_directory, write_file
+from .seed import load_or_create
+from .stackfile import StackFile, read_program_stack_file, read_stack_file
+
+if TYPE_CHECKING:
+    from .program import Program
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROGRAM = PROJECT_DIR / "__main__.py"
@@ -26,20 +32,41 @@ class Render:
     out: Path
 
 
-def stack_file_path(stack: str, config: Optional[Path]) -> Path:
-    return config if config is not None else PROJECT_DIR / f"Pulumi.{stack}.yaml"
+def evaluate(stack: str, config: Optional[Path] = None, state_dir: Optional[Path] = None,
+             program: Optional[Program] = None) -> tuple[StackFile, Registry]:
+    """Read the stack file, then run the program under mocks with real TLS and random values.
 
+    `program`: this checkout's own (default) or one of yours (estate/program.py); `config` replaces its
+    Pulumi.<stack>.yaml, `state_dir` the home of its seeds."""
+    from .program import ProgramError, own_program
 
-def evaluate(stack: str, config: Optional[Path] = None, state_dir: Optional[Path] = None) -> tuple[StackFile, Registry]:
-    """Validate the stack file, then run the program under mocks with real TLS and random values."""
-    stack_file = read_stack_file(stack_file_path(stack, config))
-    seed = load_or_create((state_dir or PROJECT_DIR / ".estate") / stack / "seed.json")
-    registry = run_program(PROGRAM, stack, stack_file.pulumi_config, stack_file.secret_keys, seed)
+    check_stack_name(stack, "stack")  # before it names any file: library callers too, not only the CLI
+
+    program = program or own_program()
+    path = config if config is not None else program.stack_file(stack)
+    stack_file = read_stack_file(path, program.project.path) if program.typed \
+        else read_program_stack_file(path, program.project)
+    seed = load_or_create((state_dir or program.state_dir) / stack / "seed.json")
+    try:
+        registry = run_program(program.entry, stack, stack_file.pulumi_config, stack_file.secret_keys, seed,
+                               program.name)
+    except (EngineError, StackConfigError):
+        raise
+    except pulumi.ConfigMissingError as exc:  # the program requires a key the stack file does not set
+        raise StackConfigError(path.name, [ConfigIssue(None, f"{safe_text(exc.key)}: missing (the program requires "
+                                                             "it; set it in this file)")]) from exc
+    except pulumi.ConfigTypeError as exc:
+        raise StackConfigError(path.name, [ConfigIssue(None, f"{safe_text(exc.key)}: {safe_text(exc.value)!r} is not "
+                                                             f"a valid {exc.expect_type} (the program reads it as "
+                                                             "one)")]) from exc
+    except Exception as exc:
+        raise ProgramError(program, exc) from exc
     return stack_file, registry
 
 
-def resource_tree(registry: Registry, stack: str, project: str = "mqtt-estate") -> str:
+def resource_tree(registry: Registry, stack: str, project: Optional[str] = None) -> str:
     """The registered resources as `pulumi preview` draws them (children sorted, so output is stable)."""
+    project = project or registry.project
     children: dict[Optional[str], list] = {}
     for res in registry.resources:
         children.setdefault(res.parent, []).append(res)
@@ -65,9 +92,9 @@ def public_outputs(registry: Registry) -> dict:
 
 
 def render(stack: str, config: Optional[Path] = None, out: Optional[Path] = None,
-           state_dir: Optional[Path] = None) -> Render:
-    stack_file, registry = evaluate(stack, config, state_dir)
-    return write_render(stack, stack_file, registry, out)
+           state_dir: Optional[Path] = None, program: Optional[Program] = None) -> Render:
+    stack_file, registry = evaluate(stack, config, state_dir, program)
+    return write_render(stack, stack_file, registry, out or (program.out_dir(stack) if program else None))
 
 
 def write_render(stack: str, stack_file: StackFile, registry: Registry, out: Optional[Path] = None) -> Render:

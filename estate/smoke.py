@@ -4,7 +4,8 @@ For every listener: a valid user gets in, a message makes the round trip, a wron
 anonymous client are refused (an anonymous client is accepted where the listener's own mosquitto.conf block
 says `allow_anonymous true`, refused everywhere else), TLS verifies against the estate's CA, and
 mTLS listeners refuse clients without a certificate. A frontend port whose source ranges leave out this
-machine's address must refuse the connection outright, and is checked for that alone.
+machine's address must refuse the connection outright, and is checked for that alone. A run that makes no check
+at all (no listener it can reach) fails: nothing checked proves nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from estate.mqtt_client import connect, round_trip
+from .mqtt_client import connect, round_trip
 
 
 @dataclass
@@ -92,7 +93,18 @@ def run_smoke(conn: dict) -> list[Check]:
     return checks
 
 
+NOTHING_TO_CHECK = "smoke: nothing to check: the estate has no listener the smoke suite can reach"
+"""The report when the suite made no check at all: a failure, not a pass (`passed`)."""
+
+
+def passed(checks: list[Check]) -> bool:
+    """Whether the suite passed: at least one check, and every check ok (nothing checked proves nothing)."""
+    return bool(checks) and all(c.ok for c in checks)
+
+
 def report(checks: list[Check]) -> str:
+    if not checks:
+        return NOTHING_TO_CHECK
     lines = [f"  {'ok  ' if c.ok else 'FAIL'} {c.listener:<16} {c.name}" + ("" if c.ok or not c.detail else f" ({c.detail})")
              for c in checks]
     passed = sum(c.ok for c in checks)

@@ -1,21 +1,25 @@
-"""Read a Pulumi stack file (Pulumi.<stack>.yaml) into the values the program and the validator need.
+"""Read a Pulumi project file (Pulumi.yaml) and stack file (Pulumi.<stack>.yaml) into the values the program and
+the validator need.
 
-Every problem in the file is reported, each on its own line, before anything runs.
+Every problem in the file is reported, each on its own line, before anything runs. This estate's own program has a
+typed configuration (read_stack_file validates it); any other program's stack file is read as Pulumi reads it
+(read_program_stack_file), with the same limits on hostile input.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 
-from stacks.errors import PROJECT, ConfigIssue, StackConfigError, safe_text
-from stacks.checks import warnings
-from stacks.load import OTHER_NAMESPACES, is_secret_key, unknown_namespace, validate_with
-from stacks.model import Estate
+from ..stacks.errors import PROJECT, ConfigIssue, StackConfigError, key_path, safe_text
+from ..stacks.checks import warnings
+from ..stacks.load import OTHER_NAMESPACES, is_secret_key, unknown_namespace, validate_with
+from ..stacks.model import Estate
 
 DOCUMENT_KEYS = ("config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment")
 
@@ -23,7 +27,8 @@ DOCUMENT_KEYS = ("config", "secretsprovider", "encryptedkey", "encryptionsalt", 
 @dataclass
 class StackFile:
     path: Path
-    estate: Estate
+    estate: Optional[Estate]
+    """The validated typed configuration (None for a program of your own, whose config is its own business)."""
     pulumi_config: dict[str, str]
     """Every key as the Pulumi runtime holds it: 'project:key' -> string (objects as JSON)."""
     secret_keys: list[str]
@@ -149,24 +154,27 @@ class _ExpansionError(yaml.composer.ComposerError):
                                      f"{NO_SUCH_STRUCTURE})", mark)
 
 
-def _parse(path: Path) -> Any:
+def _parse(path: Path, source: Optional[str] = None) -> Any:
+    """The YAML document in `path`, within the limits above; problems are reported under `source` (the file's
+    name unless given)."""
+    source = source or path.name
     if not path.exists():
-        raise StackConfigError(path.name, [ConfigIssue(None, f"no such stack file: {path}")])
+        raise StackConfigError(source, [ConfigIssue(None, f"no such stack file: {path}")])
     if not path.is_file():
-        raise StackConfigError(path.name, [ConfigIssue(None, f"{path} is not a file")])
+        raise StackConfigError(source, [ConfigIssue(None, f"{path} is not a file")])
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
-        raise StackConfigError(path.name, [ConfigIssue(None, f"{size} bytes is too large for a stack file (at most "
+        raise StackConfigError(source, [ConfigIssue(None, f"{size} bytes is too large for a stack file (at most "
                                                              f"{MAX_FILE_BYTES} bytes; {NO_SUCH_STRUCTURE})")])
     with path.open("rb") as handle:  # read at most the limit, even if the file grew since stat()
         raw = handle.read(MAX_FILE_BYTES + 1)
     if len(raw) > MAX_FILE_BYTES:
-        raise StackConfigError(path.name, [ConfigIssue(None, f"more than {MAX_FILE_BYTES} bytes is too large for a "
+        raise StackConfigError(source, [ConfigIssue(None, f"more than {MAX_FILE_BYTES} bytes is too large for a "
                                                              f"stack file ({NO_SUCH_STRUCTURE})")])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise StackConfigError(path.name, [ConfigIssue(None, f"not UTF-8 text (byte {exc.start})")]) from None
+        raise StackConfigError(source, [ConfigIssue(None, f"not UTF-8 text (byte {exc.start})")]) from None
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as exc:
@@ -175,8 +183,8 @@ def _parse(path: Path) -> Any:
         where = f"line {min(mark.line + 1, max(lines, 1))}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         if isinstance(exc, _ExpansionError) or NO_SUCH_STRUCTURE in problem:
-            raise StackConfigError(path.name, [ConfigIssue(None, f"{where}{problem}")]) from None
-        raise StackConfigError(path.name, [ConfigIssue(None, f"{where}not valid YAML ({problem})")]) from None
+            raise StackConfigError(source, [ConfigIssue(None, f"{where}{problem}")]) from None
+        raise StackConfigError(source, [ConfigIssue(None, f"{where}not valid YAML ({problem})")]) from None
 
 
 def _encrypted_paths(value: Any, loc: list) -> list[list]:
@@ -190,19 +198,45 @@ def _encrypted_paths(value: Any, loc: list) -> list[list]:
     return []
 
 
-PROJECT_FILE = Path(__file__).resolve().parent.parent / "Pulumi.yaml"
+ENCRYPTED = ("encrypted values need the Pulumi CLI to decrypt; for offline runs give a plain value in a local file "
+             "passed with --config")
 
 
-def project_config(path: Path = PROJECT_FILE) -> dict[str, Any]:
-    """Project-level `config:` values of Pulumi.yaml ('namespace:key' -> value); every stack inherits them unless
-    it sets the key itself (pulumi/pulumi pkg/workspace/config.go mergeConfig)."""
-    document = _parse(path) if path.is_file() else {}
-    config = document.get("config") if isinstance(document, dict) else None
-    return {str(key): entry["value"] for key, entry in (config or {}).items()
-            if isinstance(entry, dict) and "value" in entry}
+def _encrypted(full_key: str, value: Any) -> list[ConfigIssue]:
+    """One line per `{secure: ...}` in a value, naming its key path ('ns:key.path[0]')."""
+    return [ConfigIssue(None, f"{key_path(loc)}: {ENCRYPTED}") for loc in _encrypted_paths(value, [full_key])]
 
 
-def read_stack_file(path: Path, project: Path = PROJECT_FILE) -> StackFile:
+def config_text(value: Any) -> str:
+    """A config value as the Pulumi runtime hands it to the program: text as written, anything else as JSON, compact
+    and with mapping keys sorted as Go's encoding/json writes it (pulumi/pulumi sdk/go/common/resource/config/
+    object.go:403-419, MarshalString; pkg/workspace/config.go:179-193 for project-level values)."""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def pulumi_key(key: Any, project: str) -> Optional[str]:
+    """A stack or project config key as Pulumi names it ('namespace:name'), or None when Pulumi refuses it.
+
+    A key without a namespace is the project's own (pulumi/pulumi sdk/go/common/workspace/loaders.go:61-89 for stack
+    files, pkg/workspace/config.go:159-168 for Pulumi.yaml); `ns:config:name` is the old form of `ns:name`; any
+    other number of colons is refused (sdk/go/common/resource/config/key.go:45-70, ParseKey), and so, offline, is
+    an empty namespace or name."""
+    text = str(key)
+    parts = text.split(":")
+    if len(parts) == 1:
+        parts = [project, text]
+    elif len(parts) == 3 and parts[1] == "config":
+        parts = [parts[0], parts[2]]
+    return ":".join(parts) if len(parts) == 2 and all(parts) else None
+
+
+def _not_a_key(raw_key: Any) -> ConfigIssue:
+    return ConfigIssue(None, f"config.{safe_text(raw_key)}: not a config key (use <name> for the project's own, or "
+                             "<namespace>:<name>)")
+
+
+def _config_section(path: Path, namespace: str) -> tuple[str, dict, list[ConfigIssue]]:
+    """The stack file's `config:` mapping, with the problems of the document around it."""
     source = path.name
     document = _parse(path)
     issues: list[ConfigIssue] = []
@@ -214,7 +248,101 @@ def read_stack_file(path: Path, project: Path = PROJECT_FILE) -> StackFile:
     config = document.get("config") or {}
     if not isinstance(config, dict):
         raise StackConfigError(source, issues + [ConfigIssue(None, "config: must be a mapping of "
-                                                                   f"'{PROJECT}:<key>' to values")])
+                                                                   f"'{namespace}:<key>' to values")])
+    return source, config, issues
+
+
+PROJECT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+"""What Pulumi accepts as a project name (pulumi/pulumi sdk/go/common/tokens/project.go:28-38, names.go:38-43)."""
+
+
+@dataclass(frozen=True)
+class ProjectFile:
+    """What the offline engine uses of a Pulumi.yaml."""
+
+    path: Path
+    name: str
+    main: Optional[str] = None
+    """Where the program is, relative to the project directory (None: the directory itself)."""
+    stack_config_dir: Optional[str] = None
+    """Where the stack files are, relative to the project directory (None: beside Pulumi.yaml)."""
+    defaults: dict[str, Any] = field(default_factory=dict)
+    """'namespace:key' -> the value every stack gets unless its stack file sets the key."""
+    required: tuple[str, ...] = ()
+    """Project keys declared without a value or default: every stack file must set them."""
+
+
+def _text_field(document: dict, key: str, issues: list[ConfigIssue]) -> Optional[str]:
+    value = document.get(key)
+    if value is not None and not isinstance(value, str):
+        issues.append(ConfigIssue(None, f"{key}: must be text (a path relative to this file's directory)"))
+        return None
+    return value
+
+
+def read_project_file(path: Path, source: Optional[str] = None) -> ProjectFile:
+    """Pulumi.yaml: the project's name and runtime (Python: the only one the offline engine runs), `main`,
+    `stackConfigDir` and project-level `config:` (applied as pulumi/pulumi pkg/workspace/config.go:255-366
+    mergeConfig does: a value or default fills a key the stack file leaves out, a project key declared with neither
+    must be set by every stack; short forms as sdk/go/common/workspace/project.go:470-517)."""
+    source = source or path.name
+    document = _parse(path, source)
+    if not isinstance(document, dict):
+        raise StackConfigError(source, [ConfigIssue(None, "the file must be a mapping with `name:` and `runtime:`")])
+    issues: list[ConfigIssue] = []
+    name = document.get("name")
+    if not isinstance(name, str) or not PROJECT_NAME.fullmatch(name):
+        issues.append(ConfigIssue(None, f"name: {_shown(name)} is not a project name (use 1 to 100 letters, digits, "
+                                        "hyphens, underscores and periods)"))
+        name = None
+    runtime = document.get("runtime")
+    runtime_name = runtime.get("name") if isinstance(runtime, dict) else runtime
+    if runtime_name != "python":
+        issues.append(ConfigIssue(None, f"runtime: {_shown(runtime_name)} cannot run offline (the offline engine "
+                                        "runs Python programs: `runtime: python`)"))
+    main = _text_field(document, "main", issues)
+    config = document.get("config")
+    stack_config_dir = _text_field(document, "stackConfigDir", issues)
+    if isinstance(config, str):  # the old spelling of stackConfigDir (sdk/go/common/workspace/project.go:444-467)
+        stack_config_dir, config = stack_config_dir or config, None
+    if config is not None and not isinstance(config, dict):
+        issues.append(ConfigIssue(None, "config: must be a mapping of config keys to values or declarations"))
+        config = None
+    defaults: dict[str, Any] = {}
+    required: list[str] = []
+    for raw_key, entry in (config or {}).items():
+        full_key = pulumi_key(raw_key, name or "project")
+        if full_key is None:
+            issues.append(_not_a_key(raw_key))
+        elif not isinstance(entry, dict):
+            defaults[full_key] = entry  # the short form: a value (another namespace) or a default (the project's)
+        elif "value" in entry or "default" in entry:
+            defaults[full_key] = entry["default"] if "default" in entry else entry["value"]
+        elif full_key.partition(":")[0] == name:
+            required.append(full_key)
+    if issues:
+        raise StackConfigError(source, issues)
+    return ProjectFile(path, name, main, stack_config_dir, defaults, tuple(required))
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "(missing)"
+    return repr(safe_text(value)) if isinstance(value, str) else safe_text(json.dumps(value, default=str))
+
+
+PROJECT_FILE = Path(__file__).resolve().parent.parent / "Pulumi.yaml"
+
+
+def project_config(path: Path = PROJECT_FILE) -> dict[str, Any]:
+    """Project-level `config:` values of Pulumi.yaml ('namespace:key' -> value); every stack inherits them unless
+    it sets the key itself (read_project_file)."""
+    return read_project_file(path).defaults if path.is_file() else {}
+
+
+def read_stack_file(path: Path, project: Path = PROJECT_FILE) -> StackFile:
+    """This estate's stack file, validated against its typed configuration."""
+    source, config, issues = _config_section(path, PROJECT)
     values: dict[str, Any] = {}
     pulumi_config: dict[str, str] = {}
     secret_keys: list[str] = []
@@ -223,7 +351,7 @@ def read_stack_file(path: Path, project: Path = PROJECT_FILE) -> StackFile:
     for full_key, value in project_config(project).items():
         if full_key.startswith("kubernetes:") and full_key not in config:
             provider[full_key.split(":", 1)[1]] = value
-            pulumi_config[full_key] = value if isinstance(value, str) else json.dumps(value)
+            pulumi_config[full_key] = config_text(value)
     for full_key, value in config.items():
         namespace, sep, key = str(full_key).partition(":")
         if not sep or not key or not namespace:
@@ -232,10 +360,9 @@ def read_stack_file(path: Path, project: Path = PROJECT_FILE) -> StackFile:
         if namespace != PROJECT and namespace not in OTHER_NAMESPACES:
             issues.append(unknown_namespace(full_key))
             continue
-        encrypted = _encrypted_paths(value, [key])
+        encrypted = _encrypted(str(full_key), value)
         if encrypted:
-            issues += [ConfigIssue(loc, "encrypted values need the Pulumi CLI to decrypt; for offline runs give a "
-                                        "plain value in a local file passed with --config") for loc in encrypted]
+            issues += encrypted
             continue
         if namespace == PROJECT and is_secret_key(key):
             if not isinstance(value, str):
@@ -247,6 +374,32 @@ def read_stack_file(path: Path, project: Path = PROJECT_FILE) -> StackFile:
             values[key] = value
         elif namespace == "kubernetes":
             provider[key] = value
-        pulumi_config[full_key] = value if isinstance(value, str) else json.dumps(value)
+        pulumi_config[full_key] = config_text(value)
     estate = validate_with(issues, values, secrets, source, provider)
     return StackFile(path, estate, pulumi_config, secret_keys, [w.line(source) for w in warnings(estate)])
+
+
+def read_program_stack_file(path: Path, project: ProjectFile) -> StackFile:
+    """The stack file of a program of your own, as Pulumi reads it: every key namespaced (a bare key is the
+    project's), every value as the runtime hands it over (config_text), then the project-level values of Pulumi.yaml
+    for keys the file leaves out. Encrypted values cannot be read offline: one line each, saying what to do."""
+    source, config, issues = _config_section(path, project.name)
+    pulumi_config: dict[str, str] = {}
+    for raw_key, value in config.items():
+        full_key = pulumi_key(raw_key, project.name)
+        encrypted = _encrypted(full_key, value) if full_key else []
+        if full_key is None:
+            issues.append(_not_a_key(raw_key))
+        elif full_key in pulumi_config:  # `key` and `<project>:key` name one key
+            issues.append(ConfigIssue(None, f"config.{safe_text(raw_key)}: {safe_text(full_key)} is given twice"))
+        elif encrypted:
+            issues += encrypted
+        else:
+            pulumi_config[full_key] = config_text(value)
+    for full_key, value in project.defaults.items():
+        pulumi_config.setdefault(full_key, config_text(value))
+    issues += [ConfigIssue(None, f"{safe_text(key)}: missing ({project.path.name} declares it without a value or "
+                                 "default; set it in this file)") for key in project.required if key not in pulumi_config]
+    if issues:
+        raise StackConfigError(source, issues)
+    return StackFile(path, None, pulumi_config, [])

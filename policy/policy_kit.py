@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from pulumi_policy import (EnforcementLevel, PolicyConfigSchema, ResourceValidationPolicy, StackValidationPolicy)
 
-from components.mosquitto_conf import MosquittoConf, c_atoi, parse_mosquitto_conf
+from ..components.mosquitto_conf import MosquittoConf, c_atoi, parse_mosquitto_conf
 
 try:  # raised by the preview proxies for values that are not known yet; Pulumi reports it itself
     from pulumi_policy.proxy import UnknownValueError
@@ -58,16 +58,21 @@ def _failure(exc: Exception) -> str:
 
 
 def resource_policy(name: str, description: str, level: EnforcementLevel, remediation: str,
-                    types: Iterable[str], check: Check, config: Optional[dict] = None) -> ResourceValidationPolicy:
-    """A policy over resources of `types`; `check(props, config)` yields one message per violation."""
+                    types: Iterable[str], check: Check, config: Optional[dict] = None,
+                    with_provider: bool = False) -> ResourceValidationPolicy:
+    """A policy over resources of `types`; `check(props, config)` yields one message per violation.
+
+    `with_provider`: `check(props, config, provider)`, where provider is the resource's provider as Pulumi hands
+    it over (a PolicyProviderResource: resource_type, urn, name and props, its inputs), or None when none came."""
     wanted = tuple(types)
 
     def validate(args, report_violation):
         if not str(args.resource_type or "").startswith(wanted):
             return
         props = args.props if isinstance(args.props, Mapping) else {}
+        extra = (getattr(args, "provider", None),) if with_provider else ()
         try:
-            for message in check(props, _config(config, args.get_config())):
+            for message in check(props, _config(config, args.get_config()), *extra):
                 report_violation(message, None)
         except UnknownValueError:
             raise

@@ -6,10 +6,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from policy_kit import (ADVISORY, CONFIG_MAP, MANDATORY, SECRET, TLS_ORDER, WORKLOADS, as_int, as_list, as_map,
+from .policy_kit import (ADVISORY, CONFIG_MAP, MANDATORY, SECRET, TLS_ORDER, WORKLOADS, as_int, as_list, as_map,
                         as_text, atoi, containers, is_loopback, metadata, mosquitto_confs, name_of, namespace_of,
                         object_data, passwd_lines, pod_spec, resource_policy, setting, stack_policy)
-from stacks.grammar import is_open_cidr, matches_everything_from_depth, ranges_cover_everything, topic_matches
+from ..stacks.grammar import is_open_cidr, matches_everything_from_depth, ranges_cover_everything, topic_matches
 
 
 def _listeners(props):

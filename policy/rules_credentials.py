@@ -11,9 +11,9 @@ import math
 import re
 from typing import Iterator
 
-from components.credentials import (GENERATED_BITS_ANNOTATION, MAXIMUM_ITERATIONS, MINIMUM_GENERATED_BITS,
+from ..components.credentials import (GENERATED_BITS_ANNOTATION, MAXIMUM_ITERATIONS, MINIMUM_GENERATED_BITS,
                                     SUPPLIED_ANNOTATION, SUPPLIED_ITERATIONS)
-from policy_kit import (MANDATORY, SECRET, as_bool, as_int, as_map, as_text, metadata, object_data, passwd_lines,
+from .policy_kit import (MANDATORY, SECRET, as_bool, as_int, as_map, as_text, metadata, object_data, passwd_lines,
                         resource_policy)
 
 RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"

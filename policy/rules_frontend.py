@@ -6,10 +6,10 @@ import re
 
 from typing import Optional
 
-from policy_kit import (ADVISORY, CONFIG_MAP, MANDATORY, TLS_ORDER, WORKLOADS, as_int, as_list, as_map, as_text, atoi,
+from .policy_kit import (ADVISORY, CONFIG_MAP, MANDATORY, TLS_ORDER, WORKLOADS, as_int, as_list, as_map, as_text, atoi,
                         labels_of, mosquitto_confs, mosquitto_fragments, name_of, namespace_of, object_data, pod_spec,
                         resource_policy, setting, stack_policy)
-from stacks.grammar import is_open_cidr, matches_everything_from_depth, ranges_cover_everything
+from ..stacks.grammar import is_open_cidr, matches_everything_from_depth, ranges_cover_everything
 
 
 

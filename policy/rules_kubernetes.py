@@ -6,10 +6,11 @@ import re
 from collections.abc import Mapping
 from typing import Optional
 
-from policy_kit import (ADVISORY, CONFIG_MAP, MANDATORY, WORKLOADS, as_bool, as_int, as_list, as_map, as_text,
-                        container_name, containers, labels_of, metadata, name_of, namespace_of, object_data, pod_spec,
-                        resource_policy, stack_policy)
-from stacks.grammar import is_open_cidr, ranges_cover_everything
+from .policy_kit import (ADVISORY, CONFIG_MAP, MANDATORY, SECRET, WORKLOADS, as_bool, as_int, as_list, as_map,
+                        as_text, container_name, containers, labels_of, metadata, name_of, namespace_of, object_data,
+                        plain, pod_spec, resource_policy, stack_policy)
+from ..components.kube import PART_OF
+from ..stacks.grammar import is_open_cidr, ranges_cover_everything
 
 SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY)", re.I)
 PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
@@ -174,6 +175,52 @@ def no_secret_env(props, _cfg):
                 yield f"container {container_name(c)}: env {name} carries a literal value; use secretKeyRef"
 
 
+SECRET_MUTABLE = "enableSecretMutable"
+
+
+def _updates_secrets_in_place(provider_props) -> bool:
+    # pulumi-kubernetes takes the setting only when it is exactly "true" (provider/pkg/provider/provider.go:712-726);
+    # the engine hands it a boolean input JSON-encoded, as "true" (pulumi/pulumi
+    # sdk/go/common/resource/plugin/provider_plugin.go:1078-1089)
+    value = plain(as_map(provider_props).get(SECRET_MUTABLE))
+    return value is True or value == "true"
+
+
+def secrets_mutable(props, _cfg, provider):
+    """The estate's Secrets (labelled part-of mqtt-estate by components/kube.py labels()) must be updated in place.
+
+    pulumi-kubernetes replaces a changed Secret unless its provider has enableSecretMutable, and an immutable
+    Secret always (provider/pkg/provider/diff.go:28-29); the components name their Secrets, so the replacement
+    deletes the old one first (provider.go:1645-1658) and a pod starting in between cannot mount it. The provider
+    also reads PULUMI_K8S_ENABLE_SECRET_MUTABLE from its environment when the setting is absent (provider.go:
+    718-720); that depends on the shell of whoever deploys, so only the setting counts here."""
+    if labels_of(props).get("app.kubernetes.io/part-of") != PART_OF:
+        return
+    name = name_of(props)
+    if _set(props.get("immutable")):
+        yield f"Secret {name} is immutable: the provider replaces it on every change, enableSecretMutable or not " \
+              "(remove `immutable`)"
+    if provider is None:
+        yield f"Secret {name}: Pulumi passed no provider with it, so whether it is updated in place cannot be told " \
+              "(use a pulumi CLI that gives policy packs each resource's provider)"
+        return
+    provider_props = as_map(getattr(provider, "props", None))
+    if _updates_secrets_in_place(provider_props):
+        return
+    found = provider_props.get(SECRET_MUTABLE)
+    now = "is not set" if found is None else f"is {as_text(found)!r}, not true"
+    replaced = f"{now}, so a change replaces the Secret (deleting it first: its name is fixed) instead of " \
+               "updating it in place"
+    provider_name = as_text(getattr(provider, "name", None), "?")
+    if provider_name.startswith("default"):  # Pulumi's own test (sdk/go/common/providers/reference.go:48-51)
+        yield f"Secret {name} is on the default kubernetes provider ({provider_name}), whose {SECRET_MUTABLE} " \
+              f"{replaced}; set `kubernetes:{SECRET_MUTABLE}: true` in the stack config (Pulumi.yaml or " \
+              "Pulumi.<stack>.yaml)"
+    else:
+        yield f"Secret {name} is on kubernetes provider {provider_name}, whose {SECRET_MUTABLE} {replaced}; set " \
+              f"`enable_secret_mutable=True` on that provider ({SECRET_MUTABLE}: true)"
+
+
 def exposure(props, _cfg):
     spec = as_map(props.get("spec"))
     kind = spec.get("type")
@@ -336,6 +383,12 @@ POLICIES = [
                     no_secrets_in_config_maps),
     resource_policy("k8s-no-secret-env-values", "Secret-looking environment variables come from Secrets.",
                     MANDATORY, "Use valueFrom.secretKeyRef.", WORKLOADS, no_secret_env),
+    resource_policy("k8s-secrets-mutable", "The estate's Secrets (password files, ACLs, TLS material: fixed names, "
+                    "pods rolled by content hash) are on a kubernetes provider that updates them in place instead "
+                    "of deleting and recreating them (enableSecretMutable: true).", MANDATORY,
+                    "Set `kubernetes:enableSecretMutable: true` in the stack config for the default provider, or "
+                    "`enable_secret_mutable=True` on the kubernetes.Provider the components use.", [SECRET],
+                    secrets_mutable, with_provider=True),
     resource_policy("k8s-only-entry-point-exposed", "Only the MQTT entry point is exposed, and only to source ranges "
                     "(0.0.0.0/0, ::/0 and other open ranges count as none).",
                     MANDATORY, "Expose the frontend (or a lone broker) as a LoadBalancer with loadBalancerSourceRanges "

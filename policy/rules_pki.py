@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from typing import Optional
 
-from policy_kit import (ADVISORY, MANDATORY, SECRET, as_bool, as_int, as_list, as_map, as_text, object_data,
+from .policy_kit import (ADVISORY, MANDATORY, SECRET, as_bool, as_int, as_list, as_map, as_text, object_data,
                         plain, resource_policy, stack_policy)
 
 KEY = "tls:index/privateKey:PrivateKey"
@@ -109,13 +109,13 @@ PEM_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICAT
 
 
 def _first_line(exc: Exception) -> str:
-    from stacks.ca_check import first_line
+    from ..stacks.ca_check import first_line
 
     return first_line(exc)
 
 
 def _utc(cert, name: str) -> dt.datetime:
-    from stacks.ca_check import utc
+    from ..stacks.ca_check import utc
 
     return utc(cert, name)
 
@@ -145,7 +145,7 @@ def _subject(cert) -> str:
 
 def judge_ca(cert, cfg, now: dt.datetime, leaf_hours: int, leaf_until: Optional[dt.datetime], names=()):
     """Problems of one CA certificate, judged as the config check judges a brought CA (stacks/ca_check.py)."""
-    from stacks.ca_check import ca_certificate_problems
+    from ..stacks.ca_check import ca_certificate_problems
 
     return ca_certificate_problems(cert, now, leaf_hours, cfg.get("minimumCaRsaBits") or 3072, leaf_until, names)
 

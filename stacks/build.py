@@ -9,18 +9,19 @@ import pulumi
 
 import math
 
-from components import names
-from components.broker import APP as BROKER_APP
-from components.broker import BrokerUserArgs, MosquittoBroker
-from components.haproxy import APP as FRONTEND_APP
-from components.haproxy import HaProxyFrontend
-from components.haproxy_cfg import FloodLimits, time_ms
-from components.kube import selector
-from components.nfs import NfsStorage
-from components.pki import Pki
-from stacks.checks import server_names
-from stacks.grammar import duration_seconds
-from stacks.model import SECRET_KEY_PREFIX, Estate
+from ..components import names
+from ..components.broker import APP as BROKER_APP
+from ..components.broker import MosquittoBroker
+from ..components.haproxy import APP as FRONTEND_APP
+from ..components.haproxy import HaProxyFrontend
+from ..components.haproxy_cfg import FloodLimits, time_ms
+from ..components.kube import selector
+from ..components.nfs import NfsStorage
+from ..components.pki import Pki
+from ..components.users import BrokerUser
+from .checks import server_names
+from .grammar import duration_seconds
+from .model import SECRET_KEY_PREFIX, Estate
 
 SecretLookup = Callable[[str], Optional[pulumi.Output[str]]]
 
@@ -88,9 +89,9 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
         "existing_ca_key_pem": secret("caKeyPem") if estate.pki.existing_ca else None,
     })
 
-    users: list[BrokerUserArgs] = [{
+    users: list[BrokerUser] = [{
         "name": u.name, "role": u.role, "zone": u.zone, "groups": u.groups,
-        "topics": [(r.access, r.topic) for r in u.topics],
+        "topics": [r.model_dump() for r in u.topics],
         "password_login": u.auth in ("password", "both"),
         "password": secret(f"{SECRET_KEY_PREFIX}{u.name}"),
     } for u in estate.users]
@@ -120,9 +121,7 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
         "storage_size": broker_cfg.persistence.size or preset.storage,
         "storage_class": broker_cfg.persistence.storage_class,
         "settings": {
-            "listeners": [{**lst.model_dump(),
-                           "anonymous_topics": [(rule.access, rule.topic) for rule in lst.anonymous_topics]}
-                          for lst in broker_cfg.listeners],
+            "listeners": [lst.model_dump() for lst in broker_cfg.listeners],
             "allow_anonymous": broker_cfg.auth.allow_anonymous,
             "persistence": broker_cfg.persistence.enabled,
             "autosave_interval": broker_cfg.persistence.autosave_interval,
@@ -145,7 +144,7 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
         "skip_await": broker_cfg.service.skip_await and not estate.frontend_enabled,
         "password_iterations": broker_cfg.auth.password_iterations,
         "users": users,
-        "acl_patterns": [(r.access, r.topic) for r in broker_cfg.acl.patterns],
+        "acl_patterns": [r.model_dump() for r in broker_cfg.acl.patterns],
         "factory_zones": broker_cfg.acl.factory.zones if broker_cfg.acl.factory else None,
         "sparkplug": broker_cfg.acl.sparkplug is not None,
         "ca_cert_pem": pki.ca_cert_pem,

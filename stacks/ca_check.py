@@ -39,25 +39,44 @@ def check_existing_ca(cert_pem: str, key_pem: str, leaf_hours: int, names: Seque
 
 
 def _load_certificate(pem: str) -> x509.Certificate | str:
+    if "-----BEGIN CERTIFICATE-----" in pem and pem.count("-----BEGIN CERTIFICATE-----") > 1:
+        return "holds more than one certificate (give only the CA that signs the estate's certificates)"
+    certificates = _load_certificates(pem)
+    return certificates if isinstance(certificates, str) else certificates[0]
+
+
+def _load_certificates(pem: str) -> list[x509.Certificate] | str:
     if "-----BEGIN CERTIFICATE-----" not in pem:
         return "is not a PEM certificate (expected a block starting -----BEGIN CERTIFICATE-----)"
-    if pem.count("-----BEGIN CERTIFICATE-----") > 1:
-        return "holds more than one certificate (give only the CA that signs the estate's certificates)"
     try:
-        return x509.load_pem_x509_certificate(pem.encode())
+        return x509.load_pem_x509_certificates(pem.encode())
     except (ValueError, UnsupportedAlgorithm) as exc:
         return f"is not a readable PEM certificate ({first_line(exc)})"
 
 
-def _load_key(pem: str):
+def _load_key(pem: str, check_rsa: bool = True):
     if "PRIVATE KEY-----" not in pem:
         return "is not a PEM private key (expected a block starting -----BEGIN ... PRIVATE KEY-----)"
     if "ENCRYPTED" in pem:
         return "is encrypted with a passphrase (give the key without one; it is stored as a secret)"
     try:
-        return serialization.load_pem_private_key(pem.encode(), password=None)
+        return serialization.load_pem_private_key(pem.encode(), password=None,
+                                                  unsafe_skip_rsa_key_validation=not check_rsa)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         return f"is not a readable PEM private key ({first_line(exc)})"
+
+
+def pem_certificates(pem: str) -> str | None:
+    """Why `pem` is not one or more readable PEM certificates (a chain or CA bundle), or None; never shows it."""
+    certificates = _load_certificates(pem)
+    return certificates if isinstance(certificates, str) else None
+
+
+def pem_private_key(pem: str) -> str | None:
+    """Why `pem` is not a readable, unencrypted PEM private key, or None; never shows it. RSA keys are not
+    re-validated (OpenSSL does that when it loads them; a thousand RSA keys would cost seconds here)."""
+    key = _load_key(pem, check_rsa=False)
+    return key if isinstance(key, str) else None
 
 
 def utc(cert: x509.Certificate, name: str) -> dt.datetime:

@@ -13,14 +13,16 @@ import ipaddress
 from decimal import Decimal
 from typing import Iterator, Mapping, Optional
 
-from components.credentials import supplied_password_problem
-from components.names import (frontend_name, internal_users, pod_dns_names, reserved_listener_names,
-                              reserved_ports, service_dns_names)
-from components.haproxy_cfg import MAX_RATE_PERIOD_MS, MIN_RATE_PERIOD_MS, time_ms
-from stacks import grammar
-from stacks.ca_check import check_existing_ca
-from stacks.errors import PROJECT, ConfigIssue
-from stacks.model import CA_SECRET_KEYS, SECRET_KEY_PREFIX, Estate, Listener, Resources
+from ..components.credentials import supplied_password_problem
+from ..components.names import (HEALTH_ACL_NAME, frontend_name, internal_users, pod_dns_names,
+                              reserved_listener_names, reserved_ports, service_dns_names)
+from ..components.haproxy_cfg import MAX_RATE_PERIOD_MS, MIN_RATE_PERIOD_MS, time_ms
+from ..components.haproxy_pod import RESOURCES as FRONTEND_RESOURCES
+from ..components.kube import requests_above_limits
+from . import grammar
+from .ca_check import check_existing_ca
+from .errors import PROJECT, ConfigIssue, already_used, listed_twice, name_taken
+from .model import CA_SECRET_KEYS, SECRET_KEY_PREFIX, Estate, Listener, Resources
 
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 CONNECTION_MEMORY = 64 * 1024
@@ -113,7 +115,7 @@ def _listeners(estate: Estate) -> Issues:
     seen_ports: dict[int, str] = {}
     for i, lst in enumerate(broker.listeners):
         loc = ["broker", "listeners", i]
-        yield from _name_taken(loc + ["name"], lst.name, seen_names, f"listeners[{i}]", reserved_names, "names")
+        yield from name_taken(loc + ["name"], lst.name, seen_names, f"listeners[{i}]", reserved_names, "names")
         yield from _port_taken(loc + ["port"], lst.port, seen_ports, f"listeners[{i}]", taken_ports,
                                "broker and HAProxy", "ports")
         if lst.require_certificate and not lst.tls:
@@ -129,28 +131,10 @@ def _listeners(estate: Estate) -> Issues:
             yield ConfigIssue(loc + ["tlsVersion"], "has no effect without tls: true on the same listener")
 
 
-def _repeated(loc: list, value, seen: dict, label: str, what: str) -> Optional[ConfigIssue]:
-    """The issue when `value` was taken by an earlier entry (`seen`: value -> its label, e.g. listeners[0]);
-    otherwise records it as taken by `label`."""
-    if value in seen:
-        return ConfigIssue(loc, f"{value!r} is already used by {seen[value]} ({what} must be unique)")
-    seen[value] = label
-    return None
-
-
-def _name_taken(loc: list, name: str, seen: dict, label: str, reserved: Mapping[str, str], what: str) -> Issues:
-    """A name used by an earlier entry, or one the estate makes for itself."""
-    repeated = _repeated(loc, name, seen, label, what)
-    if repeated:
-        yield repeated
-    elif name in reserved:
-        yield ConfigIssue(loc, f"{name!r} is reserved for {reserved[name]} (choose another name)")
-
-
 def _port_taken(loc: list, port: int, seen: dict, label: str, taken: Mapping[int, str], pods: str,
                 what: str) -> Issues:
     """A port used by an earlier entry or by the estate itself, or one the unprivileged pods cannot open."""
-    repeated = _repeated(loc, port, seen, label, what)
+    repeated = already_used(loc, port, seen, label, what)
     if repeated:
         yield repeated
     elif port in taken:
@@ -175,27 +159,19 @@ def _replicas(estate: Estate) -> Issues:
                                                   "(set broker.ha.minReplicas instead)")
 
 
-def _unique(loc: list, values: list) -> Issues:
-    seen: dict = {}
-    for i, value in enumerate(values):
-        if value in seen:
-            yield ConfigIssue(loc + [i], f"{value!r} is already given as [{seen[value]}] (list it once)")
-        seen.setdefault(value, i)
-
-
 def _lists(estate: Estate) -> Issues:
     """Lists whose entries must be distinct: a repeat is a copy-paste slip that would hide a missing entry."""
     acl = estate.broker.acl
     if acl.factory:
-        yield from _unique(["broker", "acl", "factory", "zones"], acl.factory.zones)
+        yield from listed_twice(["broker", "acl", "factory", "zones"], acl.factory.zones)
     if acl.sparkplug:
-        yield from _unique(["broker", "acl", "sparkplug", "groups"], acl.sparkplug.groups)
-    yield from _unique(["pki", "extraDnsNames"], [name.lower() for name in estate.pki.extra_dns_names])
-    yield from _unique(["pki", "extraIpAddresses"], estate.pki.extra_ip_addresses)
+        yield from listed_twice(["broker", "acl", "sparkplug", "groups"], acl.sparkplug.groups)
+    yield from listed_twice(["pki", "extraDnsNames"], [name.lower() for name in estate.pki.extra_dns_names])
+    yield from listed_twice(["pki", "extraIpAddresses"], estate.pki.extra_ip_addresses)
     for loc, service in ((["broker", "service"], estate.broker.service), (["frontend", "service"], estate.frontend.service)):
-        yield from _unique(loc + ["loadBalancerSourceRanges"], service.load_balancer_source_ranges)
+        yield from listed_twice(loc + ["loadBalancerSourceRanges"], service.load_balancer_source_ranges)
     for i, user in enumerate(estate.users):
-        yield from _unique(["users", i, "groups"], user.groups)
+        yield from listed_twice(["users", i, "groups"], user.groups)
 
 
 def _autoscaling(estate: Estate) -> Issues:
@@ -281,7 +257,7 @@ def _shared_subscriptions(estate: Estate) -> Issues:
         else:
             seen_listeners[shared.listener] = i
         label = f"frontend.sharedSubscriptions[{i}]"
-        yield from _name_taken(loc + ["name"], shared.name, seen_names, label, reserved_names, "frontend port names")
+        yield from name_taken(loc + ["name"], shared.name, seen_names, label, reserved_names, "frontend port names")
         yield from _port_taken(loc + ["port"], shared.port, seen_ports, label, taken_ports, "HAProxy",
                                "frontend ports")
 
@@ -382,11 +358,6 @@ def _anonymous(estate: Estate) -> Issues:
                               "name); key it by %u, or grant anonymous clients their topics in anonymousTopics")
 
 
-HEALTH_ACL_NAME = "health"
-"""An anonymous listener's ACL file is <name>.acl, next to the health listener's health.acl in the run directory
-(components/mosquitto_conf.py)."""
-
-
 def _anonymous_topic(loc: list, topic: str) -> Issues:
     levels = topic.split("/")
     if grammar.matches_everything_from_depth(topic) is not None:
@@ -411,7 +382,7 @@ def _named_networks(loc: list, ranges: list[str], verb: str, advice: str, exampl
         yield ConfigIssue(loc + [j], f"{ranges[j]!r} {verb}s every address ({advice}, {example})")
     if not open_ranges and grammar.ranges_cover_everything(ranges):
         yield ConfigIssue(loc, f"together {verb} every address ({advice})")
-    yield from _unique(loc, ranges)
+    yield from listed_twice(loc, ranges)
 
 
 def _source_ranges(lst: Listener, loc: list, exposed: Optional[str]) -> Issues:
@@ -457,21 +428,14 @@ def _resources(estate: Estate) -> Issues:
                                                        "frontend.resources.memoryLimit")
 
 
-FRONTEND_RESOURCES = {"cpu": ("250m", "1"), "memory": ("256Mi", "512Mi")}
 FRONTEND_CONNECTION_MEMORY = 4 * 1024
 """Our estimate of HAProxy's own state per idle proxied connection (not read in HAProxy's source, not measured here:
 it only refuses counts that cannot possibly fit, such as a million connections in 512 MiB)."""
-"""HaProxyFrontend's defaults (components/haproxy.py)."""
 
 
 def _requests_within_limits(loc: list, res: Resources, defaults: dict) -> Issues:
-    for what, (default_request, default_limit) in defaults.items():
-        request = getattr(res, f"{what}_request") or default_request
-        limit = getattr(res, f"{what}_limit") or default_limit
-        if grammar.parse_quantity(request) > grammar.parse_quantity(limit):
-            key = f"{what}Request" if getattr(res, f"{what}_request") else f"{what}Limit"
-            yield ConfigIssue(loc + [key], f"the {what} request {request} is above the limit {limit} "
-                                           "(a request must not exceed its limit)")
+    for field, message in requests_above_limits(res.model_dump(), defaults):
+        yield ConfigIssue(loc + [_camel(field)], message)
 
 
 def memory_limit_bytes(estate: Estate) -> Decimal:
@@ -520,7 +484,7 @@ def _users(estate: Estate) -> Issues:
     seen: dict[str, str] = {}
     for i, user in enumerate(estate.users):
         loc = ["users", i]
-        repeated = _repeated(loc + ["name"], user.name, seen, f"users[{i}]", "names")
+        repeated = already_used(loc + ["name"], user.name, seen, f"users[{i}]", "names")
         if repeated:
             yield repeated
         elif user.name in reserved:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 import pulumi
 
@@ -46,6 +46,34 @@ class ConfigIssue:
         if self.path is None:
             return f"{source}: {self.message}"
         return f"{source}: {PROJECT}:{self.path}: {self.message}"
+
+
+def already_used(loc: Sequence[Any], value, seen: dict, label: str, what: str) -> Optional[ConfigIssue]:
+    """The issue when `value` was taken by an earlier entry (`seen`: value -> its label, e.g. listeners[0]);
+    otherwise records it as taken by `label`."""
+    if value in seen:
+        return ConfigIssue(loc, f"{value!r} is already used by {seen[value]} ({what} must be unique)")
+    seen[value] = label
+    return None
+
+
+def name_taken(loc: Sequence[Any], name: str, seen: dict, label: str, reserved: Mapping[str, str],
+               what: str) -> Iterator[ConfigIssue]:
+    """A name used by an earlier entry, or one the estate makes for itself."""
+    repeated = already_used(loc, name, seen, label, what)
+    if repeated:
+        yield repeated
+    elif name in reserved:
+        yield ConfigIssue(loc, f"{name!r} is reserved for {reserved[name]} (choose another name)")
+
+
+def listed_twice(loc: Sequence[Any], values: Iterable) -> Iterator[ConfigIssue]:
+    """Each entry of a list that repeats an earlier one."""
+    seen: dict = {}
+    for i, value in enumerate(values):
+        if value in seen:
+            yield ConfigIssue([*loc, i], f"{value!r} is already given as [{seen[value]}] (list it once)")
+        seen.setdefault(value, i)
 
 
 MAX_LINES = 50

@@ -21,12 +21,13 @@ from decimal import Decimal
 __all__ = [
     "topic_filter", "topic_filter_for_acl", "topic_name", "topic_matches",
     "matches_everything_from_depth", "is_catch_all",
-    "dns_label", "dns_subdomain", "port_name",
+    "dns_label", "dns_1035_label", "dns_subdomain", "port_name", "label_key", "label_value",
     "parse_quantity", "quantity",
     "cidr", "is_open_cidr",
     "image_reference", "image_parts",
-    "san_dns_name", "ip_address",
+    "san_dns_name", "ip_address", "host_name",
     "duration",
+    "Pattern", "USER_NAME", "GROUP_ID", "SHORT_NAME", "NFS_PATH", "PRINTABLE_64", "matches",
 ]
 
 _SHOWN = 60
@@ -40,6 +41,10 @@ def _q(value: object) -> str:
     if len(value) > _SHOWN:
         value = value[: _SHOWN - 3] + "..."
     return repr(value)
+
+
+quoted = _q
+"""The same, for callers that put a value in a message of their own."""
 
 
 def _not_text(value: object, example: str) -> str:
@@ -69,6 +74,11 @@ def _mqtt_char_problem(char: str) -> str | None:
     return None
 
 
+_MQTT_BAD_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef" + "".join(
+    f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}" for plane in range(17)) + "]")
+"""Every character _mqtt_char_problem refuses, so a valid topic is scanned in C, not character by character."""
+
+
 def _mqtt_text_problem(value: object, what: str, example: str) -> str | None:
     """Rules shared by topic names and filters: MQTT 5.0 §1.5.4, §4.7.3."""
     if not isinstance(value, str):
@@ -80,11 +90,10 @@ def _mqtt_text_problem(value: object, what: str, example: str) -> str | None:
     if value != value.strip():
         return (f"{_q(value)} has leading or trailing whitespace (MQTT keeps spaces as "
                 f"part of the topic, so it would not match {_q(value.strip())}; remove it)")
-    for index, char in enumerate(value):
-        problem = _mqtt_char_problem(char)
-        if problem:
-            return (f"{_q(value)} contains {problem} at position {index} (not allowed in "
-                    f"an MQTT {what}: MQTT 5.0 §1.5.4, and mosquitto refuses it)")
+    found = _MQTT_BAD_CHARS.search(value)
+    if found:
+        return (f"{_q(value)} contains {_mqtt_char_problem(found.group())} at position {found.start()} (not "
+                f"allowed in an MQTT {what}: MQTT 5.0 §1.5.4, and mosquitto refuses it)")
     size = len(value.encode("utf-8"))
     if size > _MQTT_MAX_BYTES:
         return f"{_q(value)} is {size} bytes in UTF-8 (an MQTT {what} is at most 65535 bytes)"
@@ -312,6 +321,19 @@ def dns_label(value: str, max_len: int = 63) -> str | None:
     return _label_problem(value, value, allowed)
 
 
+def dns_1035_label(value: str, max_len: int = 63) -> str | None:
+    """A Kubernetes DNS-1035 label: apimachinery validation IsDNS1035Label (Service names).
+
+    ``[a-z]([-a-z0-9]*[a-z0-9])?``, at most 63 characters: a DNS-1123 label that
+    starts with a letter.  ``max_len`` as for dns_label.
+    """
+    problem = dns_label(value, max_len)
+    if problem is None and not value[0].isalpha():
+        return (f"{_q(value)} must start with a lower-case letter (a Service name is a "
+                f"DNS-1035 label, e.g. mqtt-{value})")
+    return problem
+
+
 def dns_subdomain(value: str) -> str | None:
     """A Kubernetes DNS-1123 subdomain: apimachinery IsDNS1123Subdomain.
 
@@ -360,6 +382,49 @@ def port_name(value: str) -> str | None:
     if "--" in value:
         return f"{_q(value)} must not contain '--'"
     return None
+
+
+_LABEL_TEXT = re.compile(r"(?:[A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]", re.ASCII)
+_LABEL_ALLOWED = "letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+
+
+def _label_text_problem(value: str, text: str, what: str) -> str | None:
+    if len(text) > 63:
+        return f"{_q(value)} has a {what} of {len(text)} characters (at most 63)"
+    if not _LABEL_TEXT.fullmatch(text):
+        return f"{_q(value)} is not a valid {what} (1-63 {_LABEL_ALLOWED})"
+    return None
+
+
+def label_key(value: str) -> str | None:
+    """A label key: apimachinery IsQualifiedName, ``[prefix/]name``.
+
+    The name is 1-63 letters, digits, '-', '_' and '.', starting and ending with
+    a letter or digit; the optional prefix is a DNS-1123 subdomain.
+    """
+    if not isinstance(value, str):
+        return _not_text(value, "app.kubernetes.io/name")
+    if value == "":
+        return "'' is empty (a label key is [prefix/]name, e.g. app.kubernetes.io/name)"
+    prefix, slash, name = value.rpartition("/")
+    if slash:
+        if "/" in prefix:
+            return f"{_q(value)} has more than one '/' (a label key is [prefix/]name)"
+        problem = dns_subdomain(prefix)
+        if problem:
+            return f"{_q(value)} has an invalid prefix: {problem}"
+    if name == "":
+        return f"{_q(value)} has an empty name after the prefix"
+    return _label_text_problem(value, name, "label name")
+
+
+def label_value(value: str) -> str | None:
+    """A label value: apimachinery IsValidLabelValue (empty, or 1-63 characters as a label name)."""
+    if not isinstance(value, str):
+        return _not_text(value, "mosquitto")
+    if value == "":
+        return None
+    return _label_text_problem(value, value, "label value")
 
 
 # --------------------------------------------------------------------------
@@ -803,13 +868,14 @@ def _san_label_problem(value: str, label: str) -> str | None:
     return f"{_q(value)} contains {bad!r} (host names allow letters, digits and '-' only)"
 
 
-def san_dns_name(value: str) -> str | None:
+def san_dns_name(value: str, ip_key: str = _IP_KEY) -> str | None:
     """A certificate dNSName: RFC 5280 §4.2.1.6 (RFC 1123 host syntax), RFC 6125 §6.4.3.
 
     Letters, digits and '-' per label (<= 63), <= 253 in total, no trailing
     dot; single-label names such as 'mosquitto' are allowed.  A wildcard is
     only a whole left-most '*' with two or more labels after it (RFC 9525
-    §6.3 drops partial wildcards).  IP addresses belong in iPAddress SANs.
+    §6.3 drops partial wildcards).  IP addresses belong in iPAddress SANs
+    (``ip_key``: where a message tells to put them).
     """
     if not isinstance(value, str):
         return _not_text(value, "mqtt.plant.example")
@@ -821,7 +887,7 @@ def san_dns_name(value: str) -> str | None:
         rest = value.partition("://")[2].split("/")[0]
         return f"{_q(value)} is a URL (write only the host name, e.g. {rest or 'mqtt.plant.example'})"
     if _is_ip(value.strip("[]")) or _is_ip(value.split("%")[0]):
-        return f"{_q(value)} is an IP address (use {_IP_KEY} for IP addresses)"
+        return f"{_q(value)} is an IP address (use {ip_key} for IP addresses)"
     if ":" in value:
         host, _, port = value.rpartition(":")
         if port.isdigit() and host:
@@ -856,7 +922,7 @@ def san_dns_name(value: str) -> str | None:
             return problem
     if labels[-1].isdigit():
         return (f"{_q(value)} ends in an all-numeric label, so it is not a host name "
-                f"(RFC 1123 §2.1); for IP addresses use {_IP_KEY}")
+                f"(RFC 1123 §2.1); for IP addresses use {ip_key}")
     return None
 
 
@@ -887,6 +953,54 @@ def ip_address(value: str) -> str | None:
     if san_dns_name(value) is None:
         return f"{_q(value)} is a DNS name, not an IP address (e.g. 10.20.0.5 or fd00::5)"
     return problem
+
+
+def host_name(value: str) -> str | None:
+    """A server to connect to (an NFS server): an IP address, or a DNS name without wildcards."""
+    if ip_address(value) is None:
+        return None
+    if isinstance(value, str) and value.startswith("*"):
+        return f"{_q(value)} is not allowed (use the server's host name or IP address, no wildcards)"
+    problem = san_dns_name(value)
+    return problem.replace(f"use {_IP_KEY} for IP addresses", "use a host name or IP address") \
+        if problem else None
+
+
+# --------------------------------------------------------------------------
+# Names written as they are: patterns shared by the stack model and the components
+# --------------------------------------------------------------------------
+
+class Pattern:
+    """A regular expression and what to write instead, for names that have no published grammar of their
+    own but are written into files and topics as they are (so they must not carry separators)."""
+
+    def __init__(self, regex: str, hint: str):
+        self.regex, self.hint = regex, hint
+        self.compiled = re.compile(regex)
+
+
+USER_NAME = Pattern(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                    "use letters, digits, '_', '.' and '-', at most 64, no spaces")
+"""MQTT user names: a line of the password file and ACL, a topic level of the templates, a certificate CN (at
+most 64) and part of a Secret key (components/client_bundles.py)."""
+GROUP_ID = Pattern(r"^[A-Za-z0-9_.-]{1,64}$", "use letters, digits, '_', '.' and '-', at most 64")
+"""Sparkplug group ids: one topic level (no '/', '+' or '#')."""
+SHORT_NAME = Pattern(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$",
+                     "use lower-case letters, digits and '-', starting with a letter, at most 32")
+"""The broker name of a stack, and factory zones (one topic level)."""
+NFS_PATH = Pattern(r"^/[A-Za-z0-9._/-]*$", "use an absolute export path such as /exports/mqtt")
+PRINTABLE_64 = Pattern(r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]{1,64}$",
+                       "use 1 to 64 printable characters")
+"""A certificate subject's O or CN (X.509 upper bounds: 64): no control or bidirectional-override characters."""
+
+
+def matches(value: str, pattern: Pattern) -> str | None:
+    """None when ``value`` matches ``pattern``, else the message the stack model gives for it."""
+    if not isinstance(value, str):
+        return _not_text(value, "a name")
+    if pattern.compiled.fullmatch(value):
+        return None
+    return f"{_q(value)} is not allowed ({pattern.hint})"
 
 
 # --------------------------------------------------------------------------

@@ -16,9 +16,9 @@ from pydantic import BaseModel, ValidationError
 
 from pulumi.runtime import config as runtime_config
 
-from stacks.checks import cross_checks, warnings
-from stacks.errors import PROJECT, ConfigIssue, StackConfigError, describe_pydantic_error, safe_text
-from stacks.model import CA_SECRET_KEYS, SECRET_KEY_PREFIX, TOP_LEVEL_KEYS, Estate
+from .checks import cross_checks, warnings
+from .errors import PROJECT, ConfigIssue, StackConfigError, describe_pydantic_error, safe_text
+from .model import CA_SECRET_KEYS, SECRET_KEY_PREFIX, TOP_LEVEL_KEYS, Estate
 
 
 def _allowed_keys_at(loc: tuple) -> list[str]:

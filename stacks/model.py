@@ -12,16 +12,16 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 from pydantic.alias_generators import to_camel
 
-from components.haproxy_cfg import (DEFAULT_CONCURRENT_CONNECTIONS, DEFAULT_CONNECTION_RATE, DEFAULT_RATE_PERIOD,
+from ..components.haproxy_cfg import (DEFAULT_CONCURRENT_CONNECTIONS, DEFAULT_CONNECTION_RATE, DEFAULT_RATE_PERIOD,
                                    time_problem)
-from stacks import grammar
-from stacks.errors import PATTERN_HINTS
-from stacks.presets import PRESETS
+from . import grammar
+from .errors import PATTERN_HINTS
+from .presets import PRESETS
 
 
-def _pattern(regex: str, hint: str) -> StringConstraints:
-    PATTERN_HINTS[regex] = hint
-    return StringConstraints(pattern=regex)
+def _pattern(pattern: grammar.Pattern) -> StringConstraints:
+    PATTERN_HINTS[pattern.regex] = pattern.hint
+    return StringConstraints(pattern=pattern.regex)
 
 
 def _grammar(check: Callable[..., Optional[str]], *args) -> AfterValidator:
@@ -38,12 +38,10 @@ def _grammar(check: Callable[..., Optional[str]], *args) -> AfterValidator:
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
 """Bounds every string before a grammar looks at it (a hostile 10 MB value is refused by length first)."""
-DnsLabel = Annotated[str, _pattern(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$",
-                                   "use lower-case letters, digits and '-', starting with a letter, at most 32")]
+DnsLabel = Annotated[str, _pattern(grammar.SHORT_NAME)]
 NamespaceName = Annotated[Text, _grammar(grammar.dns_label)]
 PortName = Annotated[Text, _grammar(grammar.port_name)]
-UserName = Annotated[str, _pattern(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-                                   "use letters, digits, '_', '.' and '-', at most 64, no spaces")]
+UserName = Annotated[str, _pattern(grammar.USER_NAME)]
 
 
 def _number_as_text(value):
@@ -59,27 +57,15 @@ StorageQuantity = Annotated[Text, BeforeValidator(_number_as_text), _grammar(gra
 Duration = Annotated[Text, _grammar(grammar.duration)]
 Image = Annotated[Text, _grammar(grammar.image_reference)]
 Topic = Annotated[Text, _grammar(grammar.topic_filter_for_acl)]
-GroupId = Annotated[str, _pattern(r"^[A-Za-z0-9_.-]{1,64}$", "use letters, digits, '_', '.' and '-', at most 64")]
+GroupId = Annotated[str, _pattern(grammar.GROUP_ID)]
 Cidr = Annotated[Text, _grammar(grammar.cidr)]
 
 
-def _host_name(value: str) -> Optional[str]:
-    """An NFS server: an IP address, or a DNS name without wildcards."""
-    if grammar.ip_address(value) is None:
-        return None
-    if value.startswith("*"):
-        return f"{value!r} is not allowed (use the server's host name or IP address, no wildcards)"
-    problem = grammar.san_dns_name(value)
-    return problem.replace("use pki.extraIpAddresses for IP addresses", "use a host name or IP address") \
-        if problem else None
-
-
-HostName = Annotated[Text, _grammar(_host_name)]
-NfsPath = Annotated[str, _pattern(r"^/[A-Za-z0-9._/-]*$", "use an absolute export path such as /exports/mqtt")]
+HostName = Annotated[Text, _grammar(grammar.host_name)]
+NfsPath = Annotated[str, _pattern(grammar.NFS_PATH)]
 DnsName = Annotated[Text, _grammar(grammar.san_dns_name)]
 IpAddress = Annotated[Text, _grammar(grammar.ip_address)]
-Organization = Annotated[str, _pattern(r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]{1,64}$",
-                                       "use 1 to 64 printable characters")]
+Organization = Annotated[str, _pattern(grammar.PRINTABLE_64)]
 StorageClassName = Annotated[Text, _grammar(grammar.dns_subdomain)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 PresetName = Literal["edge-broker", "standard-broker", "enterprise-broker", "ha-cluster"]

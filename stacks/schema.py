@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from stacks.errors import PROJECT
-from stacks.model import CA_SECRET_KEYS, SECRET_KEY_PREFIX, Estate
+from .errors import PROJECT
+from .model import CA_SECRET_KEYS, SECRET_KEY_PREFIX, Estate
 
 
 def stack_file_schema() -> dict:

@@ -12,8 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from estate.local import LocalEstate  # noqa: E402
-from estate.render import render  # noqa: E402
+from mqtt_estate.estate.local import LocalEstate  # noqa: E402
+from mqtt_estate.estate.render import render  # noqa: E402
 
 
 @pytest.fixture(scope="session")

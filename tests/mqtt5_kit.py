@@ -22,8 +22,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from estate.haproxy_runtime import peers_synced, runtime_command, stick_table
-from estate.local import LocalEstate, free_port, wait_for_port
+from mqtt_estate.estate.haproxy_runtime import peers_synced, runtime_command, stick_table
+from mqtt_estate.estate.local import LocalEstate, free_port, wait_for_port
 
 PROPERTY_NAMES = ("PayloadFormatIndicator", "MessageExpiryInterval", "ContentType", "ResponseTopic",
                   "CorrelationData", "UserProperty", "SubscriptionIdentifier", "TopicAlias")

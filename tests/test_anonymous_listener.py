@@ -32,16 +32,16 @@ from pathlib import Path
 
 import pytest
 
-from components.broker import MosquittoBroker, pod_dns_names
-from components.haproxy import HaProxyFrontend
-from components.haproxy_cfg import FLOOD_TABLE, mqtt_connect_hex, render_haproxy_cfg
-from components.pki import Pki
-from estate.cli import EXIT_CONFIG
-from estate.local import LocalEstate, free_port
-from estate.mqtt_client import V5, V311, connect
-from estate.policy_run import load_policies, mandatory, run_policies
-from estate.render import evaluate, render
-from estate.smoke import run_smoke
+from mqtt_estate.components.broker import MosquittoBroker, pod_dns_names
+from mqtt_estate.components.haproxy import HaProxyFrontend
+from mqtt_estate.components.haproxy_cfg import FLOOD_TABLE, mqtt_connect_hex, render_haproxy_cfg
+from mqtt_estate.components.pki import Pki
+from mqtt_estate.estate.cli import EXIT_CONFIG
+from mqtt_estate.estate.local import LocalEstate, free_port
+from mqtt_estate.estate.mqtt_client import V5, V311, connect
+from mqtt_estate.estate.policy_run import mandatory, run_policies
+from mqtt_estate.estate.render import evaluate, render
+from mqtt_estate.estate.smoke import run_smoke
 from tests.conftest import ROOT, _require
 from tests.harness import by_name, run_components
 from tests.test_config_errors import TRACEBACK, isolated, render_cli  # noqa: F401 (fixture)
@@ -49,8 +49,7 @@ from tests.test_config_mistakes import MISTAKES, _without_ranges
 
 STACK = ROOT / "tests" / "stacks" / "anonymous.yaml"
 ANONYMOUS_POLICIES = {"broker-no-anonymous", "broker-anonymous-listener-restricted"}
-load_policies()  # puts policy/ on the import path, as Pulumi runs the pack
-from rules_broker import parse_acl  # noqa: E402
+from mqtt_estate.policy.rules_broker import parse_acl  # noqa: E402
 
 
 # --- config mistakes: tests/test_config_mistakes.py runs every case in process; here through the CLI --------
@@ -70,7 +69,7 @@ def test_mistake_through_the_cli_exits_2_without_a_traceback(tmp_path, case):
 
 
 def test_the_shipped_example_is_accepted_and_warns_only_without_ranges(tmp_path, state_dir):
-    from estate.stackfile import read_stack_file
+    from mqtt_estate.estate.stackfile import read_stack_file
 
     assert read_stack_file(STACK).warnings == []
     open_file = tmp_path / "open.yaml"
@@ -85,14 +84,16 @@ def test_the_shipped_example_is_accepted_and_warns_only_without_ranges(tmp_path,
 
 LISTENERS = [
     {"name": "mqtt", "port": 1883},
-    {"name": "legacy", "port": 1885, "allow_anonymous": True, "anonymous_topics": [("readwrite", "legacy/#")],
+    {"name": "legacy", "port": 1885, "allow_anonymous": True,
+     "anonymous_topics": [{"access": "readwrite", "topic": "legacy/#"}],
      "source_ranges": ["10.30.0.0/24", "fd00:30::/48"]},
     {"name": "mqtts-dev", "port": 8884, "tls": True, "require_certificate": True},
 ]
 SETTINGS = {"listeners": LISTENERS, "allow_anonymous": False, "persistence": True, "autosave_interval": 60,
             "session_expiry": "7d", "max_connections": 100, "max_queued_messages": 1000,
             "max_inflight_messages": 20, "max_packet_size": 1048576, "max_keepalive": 300}
-USERS = [{"name": "admin", "role": "admin"}, {"name": "plc-7", "topics": [("write", "plant/plc-7/#")]}]
+USERS = [{"name": "admin", "role": "admin"},
+         {"name": "plc-7", "topics": [{"access": "write", "topic": "plant/plc-7/#"}]}]
 
 
 def build_broker(listeners=LISTENERS, **overrides):
@@ -100,7 +101,8 @@ def build_broker(listeners=LISTENERS, **overrides):
         pki = Pki("b-pki", {"server_dns_names": pod_dns_names("b", "ns", 1), "client_names": []})
         MosquittoBroker("b", {
             "namespace": "ns", "replicas": 1, "settings": {**SETTINGS, "listeners": listeners},
-            "password_iterations": 1000, "users": USERS, "acl_patterns": [("readwrite", "devices/%u/#")],
+            "password_iterations": 1000, "users": USERS,
+            "acl_patterns": [{"access": "readwrite", "topic": "devices/%u/#"}],
             "ca_cert_pem": pki.ca_cert_pem, "server_cert_pem": pki.server_cert_pem,
             "server_key_pem": pki.server_key_pem, "client_certificates": pki.clients, **overrides})
     return run_components(body)
@@ -134,7 +136,7 @@ def test_anonymous_rules_are_in_the_auth_hash():
         return by_name(registry, "b-statefulset").inputs["spec"]["template"]["metadata"]["annotations"][
             "mqtt-estate.io/auth-hash"]
 
-    narrower = [{**LISTENERS[1], "anonymous_topics": [("write", "legacy/#")]}]
+    narrower = [{**LISTENERS[1], "anonymous_topics": [{"access": "write", "topic": "legacy/#"}]}]
     assert auth_hash(build_broker(LISTENERS[:1] + narrower + LISTENERS[2:])) != auth_hash(build_broker())
 
 

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from estate.mqtt_client import V5, V311, connect, make_client, round_trip
-from estate.smoke import run_smoke
+from mqtt_estate.estate.mqtt_client import V5, V311, connect, make_client, round_trip
+from mqtt_estate.estate.smoke import run_smoke
 
 
 def listener(conn: dict, name: str) -> dict:

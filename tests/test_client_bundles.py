@@ -11,9 +11,9 @@ import subprocess
 import pytest
 import yaml
 
-from components import client_bundles as cb
-from components.broker import MosquittoBroker
-from components.pki import Pki
+from mqtt_estate.components import client_bundles as cb
+from mqtt_estate.components.broker import MosquittoBroker
+from mqtt_estate.components.pki import Pki
 from tests.harness import run_components
 from tests.test_components import SETTINGS
 

@@ -8,8 +8,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from components.broker import MosquittoBroker, pod_dns_names
-from components.pki import Pki
+from mqtt_estate.components.broker import MosquittoBroker, pod_dns_names
+from mqtt_estate.components.pki import Pki
 from tests.harness import by_name, run_components
 
 LISTENERS = [
@@ -19,17 +19,19 @@ LISTENERS = [
 ]
 SETTINGS = {"listeners": LISTENERS, "allow_anonymous": False, "persistence": True, "autosave_interval": 60,
             "session_expiry": "7d", "max_connections": 100, "max_queued_messages": 1000,
-            "max_inflight_messages": 20, "max_packet_size": 1048576, "max_keepalive": 300}
+            "max_inflight_messages": 20, "max_packet_size": 1048576, "max_keepalive": 300,
+            "internal_port": 1884}  # the bridges of the two brokers need it (components/arguments.py refuses it absent)
 
 
 def build(users=None, settings=None, **overrides):
     def body():
-        pki = Pki("b-pki", {"server_dns_names": pod_dns_names("b", "ns", 2), "client_names": ["dev1"]})
+        pki = Pki("b-pki", {"server_dns_names": pod_dns_names("b", "ns", 2), "client_names": ["dev1", "b-bridge"]})
         args = {"namespace": "ns", "replicas": 2, "settings": settings or SETTINGS, "password_iterations": 1000,
                 "users": users if users is not None else [{"name": "admin", "role": "admin"},
                                                           {"name": "dev1", "password_login": False}],
                 "ca_cert_pem": pki.ca_cert_pem, "server_cert_pem": pki.server_cert_pem,
-                "server_key_pem": pki.server_key_pem, "client_certificates": pki.clients, **overrides}
+                "server_key_pem": pki.server_key_pem, "client_certificates": {"dev1": pki.clients["dev1"]},
+                "bridge_certificate": pki.clients["b-bridge"], **overrides}
         broker = MosquittoBroker("b", args)
         pulumi.export("credentials", broker.credentials)
     return run_components(body)
@@ -188,7 +190,7 @@ def test_load_balancer_gets_source_ranges():
 def test_autoscaled_statefulset_names_its_minimum_and_ignores_later_counts(monkeypatch):
     """A replaced StatefulSet starts at the HPA minimum (never Kubernetes' default 1), and `spec.replicas` is in
     ignore_changes so an update leaves the HPA's count alone (pulumi-kubernetes await/await.go:716-806)."""
-    from estate import engine
+    from mqtt_estate.estate import engine
 
     seen = {}
     original = engine.RecordingMonitor.RegisterResource

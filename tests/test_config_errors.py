@@ -18,10 +18,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import estate.render  # noqa: E402
-from estate.cli import EXIT_CONFIG, main  # noqa: E402
-from estate.stackfile import read_stack_file  # noqa: E402
-from stacks.errors import StackConfigError  # noqa: E402
+import mqtt_estate.estate.render  # noqa: E402
+from mqtt_estate.estate.cli import EXIT_CONFIG, main  # noqa: E402
+from mqtt_estate.estate.stackfile import read_stack_file  # noqa: E402
+from mqtt_estate.stacks.errors import StackConfigError  # noqa: E402
 
 STACK_FILE = "bad.yaml"
 TRACEBACK = "Traceback"
@@ -592,7 +592,7 @@ def isolated(tmp_path, monkeypatch):
     """Run from tmp_path and keep render's state dir (.estate/<stack>/seed.json) there, so a case that
     unexpectedly passes validation cannot write into the repository."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(estate.render, "PROJECT_DIR", tmp_path / "project")
+    monkeypatch.setattr(mqtt_estate.estate.render, "PROJECT_DIR", tmp_path / "project")
 
 
 def run_in_process(capsys, path: Path, out: Path) -> tuple[int, list[str], str]:

@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from estate.cli import EXIT_CONFIG
-from estate.engine import run_program
-from estate.render import PROGRAM, evaluate
-from estate.stackfile import read_stack_file
-from stacks.errors import StackConfigError
+from mqtt_estate.estate.cli import EXIT_CONFIG
+from mqtt_estate.estate.engine import run_program
+from mqtt_estate.estate.render import PROGRAM, evaluate
+from mqtt_estate.estate.stackfile import read_stack_file
+from mqtt_estate.stacks.errors import StackConfigError
 from tests.harness import TEST_SEED
 from tests.test_config_errors import TRACEBACK, isolated, render_cli, run_in_process  # noqa: F401 (fixture)
 

@@ -13,16 +13,13 @@ No assertion here is about time (project rule): bounds are asserted on the work 
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import os
-import queue
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import tracemalloc
 from pathlib import Path
 
@@ -35,13 +32,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
 
-from estate import stackfile
-from estate.engine import EngineError
-from estate.policy_run import mandatory, read_overrides, report_text, run_policies
-from estate.stackfile import MAX_FILE_BYTES, MAX_VALUES, read_stack_file
-from stacks.errors import StackConfigError
+from mqtt_estate.estate import stackfile
+from mqtt_estate.estate.engine import EngineError
+from mqtt_estate.estate.policy_run import mandatory, read_overrides, report_text, run_policies
+from mqtt_estate.estate.stackfile import MAX_FILE_BYTES, MAX_VALUES, read_stack_file
+from mqtt_estate.stacks.errors import StackConfigError
 from tests.conftest import ROOT
-from tests.harness import run_components
+from tests.harness import alive, run_components, running_up
 
 TRACEBACK = "Traceback"
 BOMB_REFUSAL = "refused (aliases expand to more than 100000 values; stack files need no such structure)"
@@ -335,24 +332,15 @@ def test_every_refused_resource_is_listed_once():
 
 # ------------------------------------------------------------------------------------------------ CLI
 
-DRIVER = """\
-import sys
-from pathlib import Path
-import estate.render
-estate.render.PROGRAM = Path(sys.argv[1])      # a test program instead of the estate's __main__.py
-estate.render.PROJECT_DIR = Path(sys.argv[2])  # its seed lives here, not in the repository
-from estate.cli import main
-sys.exit(main(sys.argv[3:]))
-"""
-
-
 def _run_program_via_cli(tmp_path: Path, program: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    (tmp_path / "program").mkdir()
-    prog = tmp_path / "program" / "__main__.py"
-    prog.write_text(textwrap.dedent(program))
-    config = write(tmp_path, "Pulumi.t.yaml", "config:\n  kubernetes:enableSecretMutable: true\n")
-    return subprocess.run([sys.executable, "-c", DRIVER, str(prog), str(tmp_path / "project"),
-                           "render", "--stack", "t", "--config", str(config), "--out", str(tmp_path / "out")],
+    """Render a test program of its own (`--program`: its seed stays in its directory, not in the repository)."""
+    directory = tmp_path / "program"
+    directory.mkdir()
+    (directory / "__main__.py").write_text(textwrap.dedent(program))
+    write(directory, "Pulumi.yaml", "name: robustness\nruntime: python\n")
+    write(directory, "Pulumi.t.yaml", "config: {}\n")
+    return subprocess.run([sys.executable, "-m", "estate", "render", "--program", str(directory), "--stack", "t",
+                           "--out", str(tmp_path / "out")],
                           cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
 
 
@@ -367,7 +355,7 @@ def test_cli_engine_error_is_one_line_exit_1(tmp_path):
     proc = _run_program_via_cli(tmp_path, DUPLICATES)
     assert proc.returncode == 1
     assert proc.stderr.splitlines() == [
-        "error: Duplicate resource URN 'urn:pulumi:t::mqtt-estate::random:index/randomPassword:RandomPassword::dup'; "
+        "error: Duplicate resource URN 'urn:pulumi:t::robustness::random:index/randomPassword:RandomPassword::dup'; "
         "try giving it a unique name"]
     assert TRACEBACK not in proc.stdout + proc.stderr
     assert not (tmp_path / "out").exists()
@@ -389,7 +377,7 @@ def test_cli_debug_shows_the_traceback(tmp_path):
     proc = _run_program_via_cli(tmp_path, DUPLICATES, env={"ESTATE_DEBUG": "1"})
     assert proc.returncode == 1
     assert TRACEBACK in proc.stderr
-    assert proc.stderr.rstrip().splitlines()[-1].startswith("estate.engine.EngineError: Duplicate resource URN")
+    assert proc.stderr.rstrip().splitlines()[-1].startswith("mqtt_estate.estate.engine.EngineError: Duplicate resource URN")
 
 
 # ------------------------------------------------------------------------------------------------ policies
@@ -481,15 +469,6 @@ def test_bad_policy_config_is_a_config_error(tmp_path, text, line):
 # ------------------------------------------------------------------------------------------------ up --local
 
 
-def _alive(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    return (b"mosquitto" in cmdline or b"haproxy" in cmdline) and "State:\tZ" not in status
-
-
 def _ignore_sigint():
     # what a shell does to a background job (`cmd &`) when job control is off, as in scripts
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -503,24 +482,9 @@ def test_up_local_stops_on_signal_when_started_in_the_background(tmp_path, stop)
     # .estate/local/connection.json and out/dev are written there: nothing shared with other runs.
     command = [sys.executable, "-m", "estate", "up", "--local", "--stack", "dev"]
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    stderr = open(tmp_path / "stderr.txt", "w")
-    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True,
-                            stdin=subprocess.DEVNULL, preexec_fn=_ignore_sigint)
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout] + [lines.put(None)], daemon=True).start()
-    pids: list[int] = []
-    try:
-        seen = []
-        while True:  # a hang guard, not a timing assertion
-            line = lines.get(timeout=240)
-            if line is None:
-                pytest.fail(f"up exited early ({proc.wait()}): {''.join(seen)}{(tmp_path / 'stderr.txt').read_text()}")
-            seen.append(line)
-            if line.startswith("estate is up"):
-                break
-        connection = json.loads((tmp_path / ".estate" / "local" / "connection.json").read_text())
-        pids = [p["pid"] for p in connection["brokers"] + connection["frontends"]]
-        assert pids and all(_alive(pid) for pid in pids)
+    with running_up(command, tmp_path, env, tmp_path / ".estate" / "local" / "connection.json",
+                    stderr=tmp_path / "stderr.txt", preexec_fn=_ignore_sigint) as (proc, lines, pids):
+        assert pids and all(alive(pid) for pid in pids)
 
         proc.send_signal(stop)
         code = proc.wait(timeout=60)
@@ -528,13 +492,5 @@ def test_up_local_stops_on_signal_when_started_in_the_background(tmp_path, stop)
         while (line := lines.get(timeout=10)) is not None:
             rest.append(line)
         assert (code, rest) == (0, ["stopping\n"]), (tmp_path / "stderr.txt").read_text()
-        assert [pid for pid in pids if _alive(pid)] == []
+        assert [pid for pid in pids if alive(pid)] == []
         assert TRACEBACK not in (tmp_path / "stderr.txt").read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for pid in pids:
-            if _alive(pid):
-                os.killpg(pid, signal.SIGKILL)  # each runs in its own session, as its group's leader
-        stderr.close()

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from components.haproxy_cfg import FLOOD_TABLE, render_haproxy_cfg
-from components.mqtt_wire import connect_packet
-from estate.haproxy_runtime import runtime_command
-from estate.local import LocalEstate
-from estate.policy_run import mandatory, run_policies
-from estate.render import evaluate, render
-from estate.stackfile import read_stack_file
+from mqtt_estate.components.haproxy_cfg import FLOOD_TABLE, render_haproxy_cfg
+from mqtt_estate.components.mqtt_wire import connect_packet
+from mqtt_estate.estate.haproxy_runtime import runtime_command
+from mqtt_estate.estate.local import LocalEstate
+from mqtt_estate.estate.policy_run import mandatory, run_policies
+from mqtt_estate.estate.render import evaluate, render
+from mqtt_estate.estate.stackfile import read_stack_file
 from tests.conftest import ROOT
 from tests.harness import by_name
 from tests.test_frontend import build_frontend, sections, wait_until

@@ -22,16 +22,16 @@ from pathlib import Path
 
 import pytest
 
-from components.haproxy import HaProxyFrontend
-from components.kube import SKIP_AWAIT
-from components.haproxy_cfg import (CHECK_TIMING, FLOOD_TABLE, HEALTH_BACKEND, SHARED_TABLE, render_haproxy_cfg,
+from mqtt_estate.components.haproxy import HaProxyFrontend
+from mqtt_estate.components.kube import SKIP_AWAIT
+from mqtt_estate.components.haproxy_cfg import (CHECK_TIMING, FLOOD_TABLE, HEALTH_BACKEND, SHARED_TABLE, render_haproxy_cfg,
                                    stick_expiry)
-from components.haproxy_pod import HAPROXY_UID, STATS_DIR, STATS_FILE_MODE
-from components.pki import Pki
-from estate.haproxy_files import rewrite_haproxy_cfg
-from estate.haproxy_runtime import peers_synced, runtime_command
-from estate.local import free_port
-from estate.manifests import pod_files, workloads
+from mqtt_estate.components.haproxy_pod import HAPROXY_UID, STATS_DIR, STATS_FILE_MODE
+from mqtt_estate.components.pki import Pki
+from mqtt_estate.estate.haproxy_files import rewrite_haproxy_cfg
+from mqtt_estate.estate.haproxy_runtime import peers_synced, runtime_command
+from mqtt_estate.estate.local import free_port
+from mqtt_estate.estate.manifests import pod_files, workloads
 from tests.harness import by_name, run_components
 
 FRONTEND_DIR = "files/mosquitto-frontend/usr/local/etc/haproxy"

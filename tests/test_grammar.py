@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stacks import grammar as g  # noqa: E402
+from mqtt_estate.stacks import grammar as g  # noqa: E402
 
 SHA = "0123456789abcdef" * 4  # 64 hex digits
 MOSQ = "eclipse-mosquitto"

@@ -20,8 +20,8 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 
-from estate.haproxy_runtime import runtime_command, stick_table
-from estate.render import render
+from mqtt_estate.estate.haproxy_runtime import runtime_command, stick_table
+from mqtt_estate.estate.render import render
 from tests.conftest import ROOT, TEST_STACKS
 from tests.mqtt5_kit import boot, wait_for
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from estate.local import LocalEstate
-from estate.render import render
+from mqtt_estate.estate.local import LocalEstate
+from mqtt_estate.estate.render import render
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK = ROOT / "tests" / "stacks" / "open-files.yaml"

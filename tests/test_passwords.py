@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from components.passwords import deterministic_salt, hash_password, password_file
+from mqtt_estate.components.passwords import deterministic_salt, hash_password, password_file
 
 
 def test_matches_mosquitto_passwd(tmp_path):

@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from components.credentials import SUPPLIED_ANNOTATION
-from estate.policy_run import load_policies, mandatory, run_policies
+from mqtt_estate.components.credentials import SUPPLIED_ANNOTATION
+from mqtt_estate.estate.policy_run import load_policies, mandatory, run_policies
 from tests.conftest import ROOT
 
 POLICIES = {p.name: p for p in load_policies()}
@@ -107,6 +107,8 @@ CASES = [
      setter(lambda p: p["data"].update({"key.pem": "-----BEGIN EC PRIVATE KEY-----\nMHc...\n"}))),
     ("k8s-no-secret-env-values", "prod", "mosquitto-statefulset",
      setter(lambda p: container(p)["env"].append({"name": "ADMIN_PASSWORD", "value": "hunter2"}))),
+    # the provider side (no enableSecretMutable) is in tests/test_secret_mutable_policy.py
+    ("k8s-secrets-mutable", "prod", "mosquitto-auth", setter(lambda p: p.update(immutable=True))),
     ("k8s-only-entry-point-exposed", "prod", "mosquitto-frontend-service",
      setter(lambda p: p["spec"].pop("loadBalancerSourceRanges"))),
     ("k8s-not-default-namespace", "prod", "mosquitto-statefulset",
@@ -193,7 +195,7 @@ def test_shipped_stacks_pass_every_mandatory_policy(rendered):
 
 
 def test_insecure_example_fails_with_the_expected_list(rendered, state_dir):
-    from estate.render import evaluate
+    from mqtt_estate.estate.render import evaluate
 
     _, registry = evaluate("insecure", ROOT / "tests" / "stacks" / "insecure.yaml", state_dir)
     failing = {v.policy for v in mandatory(run_policies(registry, "insecure"))}
@@ -203,7 +205,7 @@ def test_insecure_example_fails_with_the_expected_list(rendered, state_dir):
 
 
 def test_enforcement_level_is_overridable(rendered, state_dir):
-    from estate.render import evaluate
+    from mqtt_estate.estate.render import evaluate
 
     _, registry = evaluate("insecure", ROOT / "tests" / "stacks" / "insecure.yaml", state_dir)
     overrides = {"broker-no-anonymous": "advisory", "broker-password-hashes": {"minimumIterations": 1000},
@@ -485,7 +487,7 @@ def test_a_good_brought_ca_passes(rendered):
 # --- the pack's mosquitto.conf reader follows mosquitto's src/conf.c ------------------------------------------
 
 def test_conf_reader_places_options_by_kind_not_position():
-    from components.mosquitto_conf import parse_listeners, parse_mosquitto_conf
+    from mqtt_estate.components.mosquitto_conf import parse_listeners, parse_mosquitto_conf
 
     conf = parse_mosquitto_conf("per_listener_settings true\n"
                                 "# plain\nlistener 1883 0.0.0.0\nallow_anonymous 0\nsys_interval 5\n"
@@ -504,7 +506,7 @@ def test_conf_reader_places_options_by_kind_not_position():
 
 
 def test_conf_reader_auth_options_are_global_without_per_listener_settings():
-    from components.mosquitto_conf import parse_mosquitto_conf
+    from mqtt_estate.components.mosquitto_conf import parse_mosquitto_conf
 
     conf = parse_mosquitto_conf("listener 1883\nallow_anonymous false\nlistener 8883\nallow_anonymous true\n"
                                 "acl_file /a/acl\n")
@@ -516,7 +518,7 @@ def test_conf_reader_auth_options_are_global_without_per_listener_settings():
 
 
 def test_conf_reader_never_raises():
-    from components.mosquitto_conf import parse_mosquitto_conf
+    from mqtt_estate.components.mosquitto_conf import parse_mosquitto_conf
 
     for text in (None, "", "listener\n", "listener abc def\n", "remote_password x\n", "auth_opt_x y\n",
                  "connection\n", "\x00\n", "max_connections\n", 12):

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from estate.provider_diff import (CREATE, DELETE, REPLACE, SAME, UPDATE, Change, kubernetes_config, plan,
+from mqtt_estate.estate.provider_diff import (CREATE, DELETE, REPLACE, SAME, UPDATE, Change, kubernetes_config, plan,
                                   provider_options)
-from estate.render import evaluate
+from mqtt_estate.estate.render import evaluate
 from tests.conftest import ROOT
 
 MUTABLE_KEY = "kubernetes:enableSecretMutable"

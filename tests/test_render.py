@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from estate.render import render
+from mqtt_estate.estate.render import render
 from tests.conftest import ROOT
 
 

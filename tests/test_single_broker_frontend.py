@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import textwrap
 
-from estate.local import LocalEstate
-from estate.render import evaluate, render
-from estate.smoke import run_smoke
+from mqtt_estate.estate.local import LocalEstate
+from mqtt_estate.estate.render import evaluate, render
+from mqtt_estate.estate.smoke import run_smoke
 
 SINGLE_WITH_FRONTEND = """
 config:

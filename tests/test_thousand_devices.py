@@ -26,8 +26,8 @@ import pytest
 import yaml
 
 from bench.device_stack import ZONES, cert_device, password_device, write_device_stack
-from components.client_bundles import bundle_count, bundle_users
-from estate.mqtt_client import connect
+from mqtt_estate.components.client_bundles import bundle_count, bundle_users
+from mqtt_estate.estate.mqtt_client import connect
 from tests.conftest import ROOT
 
 STACK = "plant-trial"
