@@ -137,6 +137,14 @@ class Registry:
     """The stack config the program ran with ('namespace:key' -> text): a default provider's inputs are its
     package's keys (policy_run.default_provider)."""
 
+    def stack_name(self, stack: str) -> str:
+        """The root Stack resource's name, as Pulumi names it: `<project>-<stack>`."""
+        return f"{self.project}-{stack}"
+
+    def public_outputs(self) -> dict:
+        """The stack outputs with every secret one masked (outputs.json, and what the policy pack sees)."""
+        return {k: ("[secret]" if k in self.secret_outputs else v) for k, v in sorted(self.stack_outputs.items())}
+
     def of_type(self, prefix: str) -> list[Registered]:
         return [r for r in self.resources if r.type.startswith(prefix)]
 

@@ -27,7 +27,8 @@ STACK_NAME_RULE = ("a stack name is 1 to 100 letters, digits, hyphens, underscor
                    "but not '.' or '..', and offline the plain stack name only, not organization/project/stack")
 
 RENDER_MARKER = "resources.txt"
-"""Every render writes it, first line the tree's header: a directory with it is an earlier render."""
+"""The resource tree every render writes (render.write_render), first line its header: a directory with it is an
+earlier render."""
 
 
 def stack_name_problem(stack: str) -> Optional[str]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from pulumi_policy import (EnforcementLevel, PolicyCustomTimeouts, PolicyProviderResource, PolicyResource,
                            PolicyResourceOptions, ResourceValidationArgs, StackValidationArgs, StackValidationPolicy)
@@ -75,10 +75,9 @@ def _resources(registry: Registry, stack: str) -> list[Row]:
     providers = Providers(registry, stack)
     rows: list[Row] = [(r.type, r.name, r.urn, r.inputs, r.parent, providers.of(r))
                        for r in registry.resources if r.custom]
-    outputs = {k: ("[secret]" if k in registry.secret_outputs else v) for k, v in registry.stack_outputs.items()}
-    name = stack_name(registry, stack)
+    name = registry.stack_name(stack)
     rows.append(("pulumi:pulumi:Stack", name, f"urn:pulumi:{stack}::{registry.project}::pulumi:pulumi:Stack::{name}",
-                 outputs, None, None))
+                 registry.public_outputs(), None, None))
     return rows
 
 
@@ -141,11 +140,6 @@ def _with_version(inputs: dict, version: str) -> dict:
     return {**inputs, "version": version} if version else dict(inputs)
 
 
-def stack_name(registry: Registry, stack: str) -> str:
-    """The root Stack resource's name, as Pulumi names it: `<project>-<stack>`."""
-    return f"{registry.project}-{stack}"
-
-
 def level_of(policy, overrides: dict) -> EnforcementLevel:
     override = overrides.get(policy.name)
     if isinstance(override, str):
@@ -181,7 +175,7 @@ def run_policies(registry: Registry, stack: str, overrides: Optional[dict] = Non
             try:
                 policy.validate(StackValidationArgs(resources, config), report)
             except Exception as exc:  # noqa: BLE001 -- reported at the policy's level, see the module docstring
-                violations.append(_could_not_judge(policy, level, "pulumi:pulumi:Stack", stack_name(registry, stack),
+                violations.append(_could_not_judge(policy, level, "pulumi:pulumi:Stack", registry.stack_name(stack),
                                                    exc))
             continue
         for (typ, name, urn, props, _, provider), opts in zip(rows, options):

@@ -12,7 +12,7 @@ import pulumi
 from ..stacks.errors import ConfigIssue, StackConfigError, safe_text
 from .engine import EngineError, Registry, run_program
 from .manifests import kubernetes_objects, object_index, pod_files, workloads, write_manifests
-from .output import check_stack_name, staged_directory, write_file
+from .output import RENDER_MARKER, check_stack_name, staged_directory, write_file
 from .seed import load_or_create
 from .stackfile import StackFile, read_program_stack_file, read_stack_file
 
@@ -64,14 +64,14 @@ def evaluate(stack: str, config: Optional[Path] = None, state_dir: Optional[Path
     return stack_file, registry
 
 
-def resource_tree(registry: Registry, stack: str, project: Optional[str] = None) -> str:
+def resource_tree(registry: Registry, stack: str) -> str:
     """The registered resources as `pulumi preview` draws them (children sorted, so output is stable)."""
-    project = project or registry.project
+    root = registry.stack_name(stack)
     children: dict[Optional[str], list] = {}
     for res in registry.resources:
         children.setdefault(res.parent, []).append(res)
-    root_urn = next((r.parent for r in registry.resources if r.parent and r.parent.endswith(f"::{project}-{stack}")), None)
-    rows = [("Type", "Name", "    "), ("pulumi:pulumi:Stack", f"{project}-{stack}", " +  ")]
+    root_urn = next((r.parent for r in registry.resources if r.parent and r.parent.endswith(f"::{root}")), None)
+    rows = [("Type", "Name", "    "), ("pulumi:pulumi:Stack", root, " +  ")]
 
     def walk(parent, prefix):
         kids = sorted(children.get(parent, []), key=lambda r: (r.custom, r.type, r.name))
@@ -85,10 +85,6 @@ def resource_tree(registry: Registry, stack: str, project: Optional[str] = None)
     lines = [f"{mark} {label:<{width}}{name}" for label, name, mark in rows]
     lines.append(f"\nResources:\n    + {len(registry.resources) + 1} to create")
     return "\n".join(lines) + "\n"
-
-
-def public_outputs(registry: Registry) -> dict:
-    return {k: ("[secret]" if k in registry.secret_outputs else v) for k, v in sorted(registry.stack_outputs.items())}
 
 
 def render(stack: str, config: Optional[Path] = None, out: Optional[Path] = None,
@@ -107,6 +103,6 @@ def write_render(stack: str, stack_file: StackFile, registry: Registry, out: Opt
         for workload in workloads(objects, ("StatefulSet", "Deployment")):
             for mount_path, (content, secret) in sorted(pod_files(index, workload).items()):
                 write_file(scratch / "files" / workload["metadata"]["name"] / mount_path.lstrip("/"), content, secret)
-        write_file(scratch / "resources.txt", resource_tree(registry, stack))
-        write_file(scratch / "outputs.json", json.dumps(public_outputs(registry), indent=2, sort_keys=True) + "\n")
+        write_file(scratch / RENDER_MARKER, resource_tree(registry, stack))
+        write_file(scratch / "outputs.json", json.dumps(registry.public_outputs(), indent=2, sort_keys=True) + "\n")
     return Render(stack, stack_file, registry, objects, final.resolve())

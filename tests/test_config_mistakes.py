@@ -72,6 +72,11 @@ ANONYMOUS_CLUSTER = _with(ANONYMOUS.replace("    listeners:\n      - {name: mqtt
                           "[10.20.0.0/16]}\n  mqtt-estate:pki: {extraDnsNames: [mqtt.plant.example]}")
 
 
+def _flood(settings: str) -> str:
+    """The clustered stack with `settings` (a YAML flow mapping) as frontend.floodProtection."""
+    return _with(CLUSTER, "  mqtt-estate:frontend: {floodProtection: " + settings + "}")
+
+
 def _without_ranges(text: str) -> str:
     return text.replace("        sourceRanges: [10.30.0.0/24]\n", "")
 
@@ -273,32 +278,25 @@ MISTAKES = [
     ("flood-concurrent-above-maxconn", _with(CLUSTER, "  mqtt-estate:frontend: {maxconn: 5000, floodProtection: "
                                                       "{concurrentConnections: 6000}}"),
      "frontend.floodProtection.concurrentConnections", "frontend.maxconn 5000"),
-    ("flood-period-in-milliseconds", _with(CLUSTER, "  mqtt-estate:frontend: {floodProtection: {ratePeriod: 500ms}}"),
+    ("flood-period-in-milliseconds", _flood("{ratePeriod: 500ms}"),
      "frontend.floodProtection.ratePeriod", "shorter than 1s"),
-    ("flood-period-beyond-haproxy-timers", _with(CLUSTER, "  mqtt-estate:frontend: {floodProtection: "
-                                                          "{ratePeriod: 30d}}"),
+    ("flood-period-beyond-haproxy-timers", _flood("{ratePeriod: 30d}"),
      "frontend.floodProtection.ratePeriod", "HAProxy's timers"),
-    ("flood-period-with-a-space", _with(CLUSTER, "  mqtt-estate:frontend: {floodProtection: {ratePeriod: 10 s}}"),
+    ("flood-period-with-a-space", _flood("{ratePeriod: 10 s}"),
      "frontend.floodProtection.ratePeriod", "not an HAProxy time"),
-    ("flood-period-in-mosquitto-months", _with(CLUSTER, "  mqtt-estate:frontend: {floodProtection: "
-                                                        "{ratePeriod: 1w}}"),
+    ("flood-period-in-mosquitto-months", _flood("{ratePeriod: 1w}"),
      "frontend.floodProtection.ratePeriod", "m (minutes)"),
-    ("flood-rate-that-refuses-a-reconnect", _with(CLUSTER, "  mqtt-estate:frontend: {floodProtection: "
-                                                           "{connectionRate: 1}}"),
+    ("flood-rate-that-refuses-a-reconnect", _flood("{connectionRate: 1}"),
      "frontend.floodProtection.connectionRate", ">= 2"),
-    ("flood-exempt-gateway-twice", _with(CLUSTER, "  mqtt-estate:frontend: {floodProtection: {exemptSources: "
-                                                  "[10.40.0.1/32, 10.41.0.1/32, 10.40.0.1/32]}}"),
+    ("flood-exempt-gateway-twice", _flood("{exemptSources: [10.40.0.1/32, 10.41.0.1/32, 10.40.0.1/32]}"),
      "frontend.floodProtection.exemptSources[2]", "once"),
-    ("flood-exempt-everyone", _with(CLUSTER, "  mqtt-estate:frontend: {floodProtection: {exemptSources: ['::/0']}}"),
+    ("flood-exempt-everyone", _flood("{exemptSources: ['::/0']}"),
      "frontend.floodProtection.exemptSources[0]", "exempts every address"),
-    ("flood-exempt-halves-of-everyone", _with(CLUSTER, "  mqtt-estate:frontend: {floodProtection: {exemptSources: "
-                                                       "[0.0.0.0/1, 128.0.0.0/1]}}"),
+    ("flood-exempt-halves-of-everyone", _flood("{exemptSources: [0.0.0.0/1, 128.0.0.0/1]}"),
      "frontend.floodProtection.exemptSources", "together exempt every address"),
-    ("flood-exempt-address-without-prefix", _with(CLUSTER, "  mqtt-estate:frontend: {floodProtection: "
-                                                           "{exemptSources: [10.40.0.1]}}"),
+    ("flood-exempt-address-without-prefix", _flood("{exemptSources: [10.40.0.1]}"),
      "frontend.floodProtection.exemptSources[0]", "10.40.0.1/32"),
-    ("flood-exemptions-while-off", _with(CLUSTER, "  mqtt-estate:frontend: {floodProtection: {enabled: false, "
-                                                  "exemptSources: [10.40.0.1/32]}}"),
+    ("flood-exemptions-while-off", _flood("{enabled: false, exemptSources: [10.40.0.1/32]}"),
      "frontend.floodProtection.exemptSources", "no effect with enabled: false"),
     ("flood-protection-without-frontend", _with(SINGLE, "  mqtt-estate:frontend: {floodProtection: "
                                                         "{connectionRate: 10}}"),
