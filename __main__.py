@@ -13,3 +13,6 @@ pulumi.export("endpoints", resources.endpoints)
 pulumi.export("caCertPem", resources.pki.ca_cert_pem)
 pulumi.export("users", [{"name": u.name, "role": u.role, "auth": u.auth} for u in estate.users])
 pulumi.export("credentials", resources.broker.credentials)
+pulumi.export("bridges", {name: {"endpoint": bridge.endpoint, "certificateThumbprint": bridge.certificate_thumbprint,
+                                 "sasTokenExpiresAt": bridge.sas_token_expires_at}
+                          for name, bridge in resources.bridges.items()})

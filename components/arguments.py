@@ -112,6 +112,14 @@ def quantity(kind: str) -> Check:
 
 CPU, MEMORY, STORAGE = quantity("cpu"), quantity("memory"), quantity("storage")
 
+
+def _host_port(value: str) -> Optional[str]:
+    """host:port, as a mosquitto bridge `address` takes it."""
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return f"{value!r} is not host:port (as in mosquitto-0.mosquitto-headless.mqtt.svc.cluster.local:1884)"
+    return grammar.host_name(host)
+
 RULES: dict[str, dict[str, Check]] = {
     # MosquittoBroker
     "MosquittoBrokerArgs": {
@@ -230,6 +238,42 @@ RULES: dict[str, dict[str, Check]] = {
         "existing_ca_cert_pem": certificates,
         "existing_ca_key_pem": private_key,
     },
+    # CloudBridge
+    "CloudBridgeArgs": {
+        "namespace": grammar.dns_label,
+        "provider": one_of("aws-iot-core", "azure-iot-hub", "mqtt"),
+        "endpoint": grammar.host_name,
+        "port": PORT,
+        "keepalive": between(5, 65535),
+        "estate_addresses": _host_port,
+        "estate_selector": grammar.label_value,
+        "estate_port": PORT,
+        "ca_cert_pem": certificates,
+        "storage_size": STORAGE,
+        "storage_class": grammar.dns_subdomain,
+        "image": grammar.image_reference,
+    },
+    "BridgeMapping": {
+        "topic": grammar.bridge_topic,
+        "direction": one_of("out", "in", "both"),
+        "qos": one_of(0, 1, 2),
+        "local_prefix": grammar.topic_prefix,
+        "remote_prefix": grammar.topic_prefix,
+    },
+    "BufferLimits": {
+        "max_queued_messages": between(1, C_INT_MAX),
+        "max_queued_bytes": between(1024, C_INT_MAX),
+        "max_packet_size": between(20, 268_435_455, "mosquitto's least and MQTT's largest"),
+    },
+    "AzureIotArgs": {
+        "hub_name": grammar.dns_label,
+        "auth": one_of("x509", "sas"),
+        "sas_validity_seconds": between(3600, 365 * 86400),
+    },
+    "MqttRemoteArgs": {
+        "trust": one_of("system", "estate"),
+        "protocol_version": one_of("mqttv311", "mqttv50"),
+    },
     "KeySpec": {
         "algorithm": one_of("ECDSA", "RSA"),
         "ecdsa_curve": one_of("P256", "P384"),
@@ -242,11 +286,12 @@ map)."""
 KEY_RULES: dict[str, dict[str, Check]] = {
     "MosquittoBrokerArgs": {"client_certificates": pattern(grammar.USER_NAME), "internal_clients": grammar.label_key},
     "HaProxyFrontendArgs": {"broker_selector": grammar.label_key},
+    "CloudBridgeArgs": {"estate_selector": grammar.label_key},
 }
 """TypedDict -> field -> the grammar of the keys of a map."""
 
 SECRET = {("BrokerUser", "password"), ("MosquittoBrokerArgs", "server_key_pem"), ("ClientCertificate", "key_pem"),
-          ("PkiArgs", "existing_ca_key_pem")}
+          ("PkiArgs", "existing_ca_key_pem"), ("AzureIotArgs", "device_key"), ("MqttRemoteArgs", "password")}
 """Fields whose values a message never shows."""
 
 
@@ -544,12 +589,27 @@ def _pki(name: str, args: Mapping) -> Issues:
             yield ConfigIssue((fields[which],), message)
 
 
+def _cloud_bridge(name: str, args: Mapping) -> Issues:
+    """The provider profile (components/bridge_rules.py, shared with the stack-file check)."""
+    from .bridge_rules import problems as profile_problems
+    provider = _get(args, "provider")
+    if provider in ("aws-iot-core", "azure-iot-hub", "mqtt"):
+        for path, message in profile_problems(args):
+            yield ConfigIssue(tuple(path), message)
+    if provider == "azure-iot-hub" and not _get(args, "azure"):
+        yield ConfigIssue(("azure",), "is required with provider azure-iot-hub (at least hub_name)")
+    elif provider == "azure-iot-hub" and _get(args, "azure").get("auth") == "sas" and not _get(args, "azure").get("device_key"):
+        yield ConfigIssue(("azure", "device_key"), "is required with auth sas (the device's primary key, base64)")
+
+
 CROSS: dict[str, Callable[[str, Mapping], Issues]] = {
-    "MosquittoBroker": _broker, "HaProxyFrontend": _frontend, "NfsStorage": _nfs, "Pki": _pki}
+    "MosquittoBroker": _broker, "HaProxyFrontend": _frontend, "NfsStorage": _nfs, "Pki": _pki,
+    "CloudBridge": _cloud_bridge}
 """Each component's cross-field rules; they run once every value has its type and grammar."""
 NAMES: dict[str, Check] = {
     "MosquittoBroker": lambda name: grammar.dns_1035_label(name, STATEFULSET_NAME_MAX),
     "HaProxyFrontend": lambda name: grammar.dns_1035_label(name, STATEFULSET_NAME_MAX),
+    "CloudBridge": lambda name: grammar.dns_1035_label(name, STATEFULSET_NAME_MAX),
 }
 """The components whose resource name is also the name of their Kubernetes objects (StatefulSet, Services)."""
 

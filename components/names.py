@@ -55,6 +55,11 @@ def frontend_check_user(broker: str) -> str:
     return f"{broker}-frontend-check"
 
 
+def cloud_bridge_name(broker: str, bridge: str) -> str:
+    """A cloud bridge's workload name and its identity (certificate CN) in the estate."""
+    return f"{broker}-cloud-{bridge}"
+
+
 def frontend_name(broker: str) -> str:
     return f"{broker}-frontend"
 

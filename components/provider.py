@@ -37,13 +37,14 @@ from pulumi.provider.server import ComponentInitError
 from .. import __version__
 from .arguments import ComponentArgumentsError
 from .broker import MosquittoBroker
+from .cloud_bridge import CloudBridge
 from .haproxy import HaProxyFrontend
 from .nfs import NfsStorage
 from .pki import Pki
 
 PACKAGE = "mqtt-estate"
 """The package name: type tokens are `mqtt-estate:index:<Component>`, as the components register themselves."""
-COMPONENTS = [MosquittoBroker, HaProxyFrontend, NfsStorage, Pki]
+COMPONENTS = [MosquittoBroker, HaProxyFrontend, NfsStorage, Pki, CloudBridge]
 
 
 class EstateComponentProvider(ComponentProvider):
@@ -101,7 +102,8 @@ SECRETS = {
         "HaProxyFrontend": {"properties": ["statsPassword"]},
         "Pki": {"inputProperties": ["existingCaKeyPem"], "properties": ["serverKeyPem", "clientKeyPems"]},
     },
-    "types": {"BrokerUser": {"properties": ["password"]}, "ClientCertificate": {"properties": ["keyPem"]}},
+    "types": {"BrokerUser": {"properties": ["password"]}, "ClientCertificate": {"properties": ["keyPem"]},
+              "AzureIotArgs": {"properties": ["deviceKey"]}, "MqttRemoteArgs": {"properties": ["password"]}},
 }
 """Properties that hold passwords or private keys. The analyzer has no marker for them, so they are marked here:
 `secret: true` (pulumi/pulumi 1b59498 pkg/codegen/schema/schema.go:1804-1805) makes the generated SDKs wrap such

@@ -95,7 +95,8 @@ def _gated(args):
                                    run_policies)
     from .render import evaluate
 
-    stack_file, registry = evaluate(args.stack, args.config, program=_program(args))
+    stack_file, registry = evaluate(args.stack, args.config, program=_program(args),
+                                    control_plane=getattr(args, "control_plane", None))
     _print_warnings(stack_file)
     violations = run_policies(registry, args.stack, read_overrides(args.policy_config))
     failing = mandatory(violations)
@@ -177,17 +178,32 @@ def cmd_up(args) -> int:
 
 
 def _up(args) -> int:
+    from .aws_provider import ControlPlane
+
+    # the moto_server that provisions the estate's AWS resources (started only if there are any) stays up as the
+    # AWS control plane of the local run: the AWS IoT stand-ins read the bridges' policies back from it
+    args.control_plane = ControlPlane()
+    try:
+        return _up_with(args)
+    finally:
+        args.control_plane.stop()
+
+
+def _up_with(args) -> int:
     from .local import LocalEstate
 
     result = _render(args, to_run=True)
     if result is None:
         return EXIT_POLICY
     print(f"rendered {len(result.objects)} Kubernetes objects to {result.out}")
-    with LocalEstate(result, _program(args).local_dir.resolve()) as local:
+    with LocalEstate(result, _program(args).local_dir.resolve(), control_plane=args.control_plane) as local:
         path = local.write_connection_file()
         for proc in local.processes:
             for lst in proc.listeners:
                 print(f"  {proc.pod:<22} {lst['name']:<16} {lst['url']}")
+        for standin in local.standins:
+            print(f"  {standin.bridge:<22} {'cloud stand-in':<16} {standin.describe()['url']} "
+                  f"(test tap mqtt://127.0.0.1:{standin.tap_port})")
         print(f"connection file: {path}")
         if args.smoke:
             return _smoke(json.loads(path.read_text()))

@@ -1,7 +1,8 @@
 """Run the real Pulumi program under Pulumi's mock monitor and record what it registered.
 
 Kubernetes resources are echoed back as their own inputs (what the provider would send to the API server);
-pulumi-tls and pulumi-random resources are computed for real (tls_provider, random_provider).
+pulumi-tls and pulumi-random resources are computed for real (tls_provider, random_provider), pulumi-aws's IoT
+resources and invokes against a local moto_server (aws_provider).
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from pulumi.runtime import mocks, rpc, settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
-from . import random_provider, tls_provider
+from . import aws_provider, random_provider, tls_provider
 from .seed import Seed
 
-PROVIDERS = {**tls_provider.RESOURCES, **random_provider.RESOURCES}
-INPUT_ERRORS = (tls_provider.InputError, random_provider.InputError)
+PROVIDERS = {**tls_provider.RESOURCES, **random_provider.RESOURCES, **aws_provider.RESOURCES}
+INPUT_ERRORS = (tls_provider.InputError, random_provider.InputError, aws_provider.InputError)
 """What the provider modules raise for inputs they refuse; their message already says what is wrong."""
 
 
@@ -190,7 +191,8 @@ class EstateMocks(pulumi.runtime.Mocks):
         compute = PROVIDERS.get(args.typ)
         if compute:
             try:
-                state = compute(self.seed, args.name, inputs)
+                state = (compute(self.seed, args.name, inputs, args.provider or "")  # aws: region of its provider
+                         if args.typ in aws_provider.RESOURCES else compute(self.seed, args.name, inputs))
             except Exception as exc:  # any failure of a provider becomes one line naming the resource
                 raise self.fail(EngineError([resource_problem(args.typ, args.name, _describe(exc))], exc)) from exc
         elif args.typ.startswith("kubernetes:"):
@@ -203,7 +205,14 @@ class EstateMocks(pulumi.runtime.Mocks):
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}, None
+        # a plain dict: the mock monitor reads a tuple's second item as a list of check failures (None fails)
+        invoke = aws_provider.INVOKES.get(args.token)
+        if invoke is None:
+            return {}
+        try:
+            return invoke(unwrap(args.args)[0], args.provider or "")
+        except Exception as exc:  # one line naming the invoke, like a resource's
+            raise self.fail(EngineError([f"invoke {args.token} has a problem: {_describe(exc)}"], exc)) from exc
 
 
 class RecordingMonitor(mocks.MockMonitor):
@@ -247,7 +256,7 @@ def _program_logger() -> logging.Logger:
 
 
 def run_program(program: Path, stack: str, config: dict[str, str], secret_keys: list[str], seed: Seed,
-                project: str = "mqtt-estate") -> Registry:
+                project: str = "mqtt-estate", control_plane: Optional[aws_provider.ControlPlane] = None) -> Registry:
     """Run `program` (a Pulumi __main__.py) once under mocks and return everything it registered."""
     program_dir = str(program.parent.resolve())
     added = program_dir not in sys.path
@@ -258,7 +267,7 @@ def run_program(program: Path, stack: str, config: dict[str, str], secret_keys: 
     try:
         os.chdir(program_dir)
         return run_function(lambda: runpy.run_path(str(program), run_name="__main__"),
-                            stack, config, secret_keys, seed, project)
+                            stack, config, secret_keys, seed, project, control_plane)
     finally:
         os.chdir(cwd)
         if added:
@@ -289,8 +298,16 @@ def _own_modules(program_dir: str, names: set[str]) -> list[str]:
 
 
 def run_function(body: Callable[[], Any], stack: str, config: dict[str, str], secret_keys: list[str], seed: Seed,
-                 project: str = "mqtt-estate") -> Registry:
-    """Run `body` as a Pulumi program under mocks (a fresh root stack each time) and record what it registered."""
+                 project: str = "mqtt-estate", control_plane: Optional[aws_provider.ControlPlane] = None) -> Registry:
+    """Run `body` as a Pulumi program under mocks (a fresh root stack each time) and record what it registered.
+    AWS resources are computed against `control_plane` (kept running), or against a moto_server started on first
+    use and stopped when the run ends."""
+    with aws_provider.session(seed, config, control_plane):
+        return _run_function(body, stack, config, secret_keys, seed, project)
+
+
+def _run_function(body: Callable[[], Any], stack: str, config: dict[str, str], secret_keys: list[str], seed: Seed,
+                  project: str) -> Registry:
     settings.reset_options(project=project, stack=stack)
     pulumi.runtime.set_all_config(config, secret_keys)
     estate_mocks = EstateMocks(seed)

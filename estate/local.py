@@ -30,10 +30,14 @@ from .manifests import object_data, pod_files, workloads
 from ..components.client_bundles import bundle_users, cert_key, key_key
 from ..components.haproxy_cfg import FLOOD_TABLE, HEALTH_BACKEND, PEER_PORT, server_id
 from ..components.broker import APP as BROKER_APP
+from ..components.bridge_conf import CLOUD_CONF, CLOUD_DIR
+from ..components.cloud_bridge import APP as BRIDGE_APP, PROVIDER_LABEL
+from ..components.cloud_profiles import AWS
 from ..components.haproxy_pod import APP as FRONTEND_APP
 from ..components.kube import PART_OF
 from ..components.mosquitto_conf import AUTH_DIR, CONFIG_DIR, RUN_DIR, parse_listeners
 from .mosquitto_files import rewrite_conf
+from .cloud_standins import CloudStandin, acl_entries, aws_policy_documents, parse_cloud_conf, rewrite_cloud_conf
 from .output import write_file
 from .render import Render
 
@@ -75,7 +79,7 @@ def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float =
 class LocalProcess:
     pod: str
     kind: str
-    """broker or frontend"""
+    """broker, bridge (a cloud bridge's pod) or frontend"""
     directory: Path
     process: subprocess.Popen | None = None
     listeners: list[dict] = field(default_factory=list)
@@ -90,12 +94,12 @@ class LocalProcess:
 
 
 def local_workloads(objects: list[dict]) -> list[dict]:
-    """The StatefulSets the components made, brokers and frontends: what runs here. Anything else a program of
-    your own registers is rendered, not run."""
+    """The StatefulSets the components made, brokers, cloud bridges and frontends: what runs here. Anything else a
+    program of your own registers is rendered, not run."""
     def made_by_us(workload: dict) -> bool:
         found = workload["metadata"].get("labels") or {}
         return found.get("app.kubernetes.io/part-of") == PART_OF \
-            and found.get("app.kubernetes.io/name") in (BROKER_APP, FRONTEND_APP)
+            and found.get("app.kubernetes.io/name") in (BROKER_APP, BRIDGE_APP, FRONTEND_APP)
     return [w for w in workloads(objects) if made_by_us(w)]
 
 
@@ -250,8 +254,15 @@ def _scheme(protocol: str, tls: bool) -> str:
 class LocalEstate:
     """Context manager owning every process of a local estate."""
 
-    def __init__(self, rendered: Render, workdir: Path, broker_open_files: tuple[int, int] | None = None):
+    def __init__(self, rendered: Render, workdir: Path, broker_open_files: tuple[int, int] | None = None,
+                 control_plane=None):
         self.rendered = rendered
+        self.control_plane = control_plane
+        """The AWS control plane (estate.aws_provider.ControlPlane) the render provisioned against, if kept running:
+        the AWS stand-ins read the bridge's IoT policy back from it."""
+        self.bridges: list[LocalProcess] = []
+        self.standins: list[CloudStandin] = []
+        """One local stand-in per cloud bridge for the cloud it dials (estate/cloud_standins.py)."""
         self.workdir = workdir
         self.broker_open_files = broker_open_files
         """RLIMIT_NOFILE (soft, hard) each broker process starts with, as a runtime would hand it (None: ours)."""
@@ -268,7 +279,7 @@ class LocalEstate:
 
     @property
     def processes(self) -> list[LocalProcess]:
-        return self.brokers + self.frontends
+        return self.brokers + self.bridges + self.frontends
 
     def __enter__(self) -> "LocalEstate":
         try:
@@ -290,10 +301,12 @@ class LocalEstate:
             container = _container(workload)
             files = pod_files(objects, workload)
             is_frontend = any(path.endswith("/haproxy.cfg") for path in files)
+            is_bridge = (workload["metadata"].get("labels") or {}).get("app.kubernetes.io/name") == BRIDGE_APP
             for ordinal in range(_replicas(workload, objects)):
                 pod = f"{workload['metadata']['name']}-{ordinal}"
                 env = {"POD_NAME": pod}
-                proc = LocalProcess(pod, "frontend" if is_frontend else "broker", self.pods_dir / pod, env=env,
+                kind = "frontend" if is_frontend else "bridge" if is_bridge else "broker"
+                proc = LocalProcess(pod, kind, self.pods_dir / pod, env=env,
                                     server_name=_service_dns(workload, objects) if is_frontend
                                     else _pod_dns(workload, ordinal))
                 if is_frontend:
@@ -316,10 +329,18 @@ class LocalEstate:
         self.pods_dir.chmod(0o711)  # traversable by the broker's user; each pod directory is its own
         self.unused_port = free_port(self.taken_ports)
         plans, addresses = self._plan()
-        self.hosts_file = _pod_hosts_file(self.pods_dir, {host for host, _ in addresses})
+        standins = {proc.pod: self._plan_standin(proc, workload, files)
+                    for proc, workload, container, files in plans if proc.kind == "bridge"}
+        self.hosts_file = _pod_hosts_file(self.pods_dir, {host for host, _ in addresses}
+                                          | {s.cloud.host for s in standins.values()})
+        for standin in standins.values():  # the clouds first: a bridge that finds its cloud away backs off
+            standin.start(_die_with_parent, wait_for_port)
         for proc, workload, container, files in plans:
             if proc.kind == "broker":
                 self._start_broker(proc, container, files, addresses)
+        for proc, workload, container, files in plans:
+            if proc.kind == "bridge":
+                self._start_bridge(proc, container, files, addresses, standins[proc.pod])
         for proc, workload, container, files in plans:
             if proc.kind == "frontend":
                 self._start_frontend(proc, workload, container, files, addresses)
@@ -389,6 +410,47 @@ class LocalEstate:
             proc.listeners.append(self._listener(lst.name, proc.ports[lst.port], lst.port, lst.protocol, lst.tls,
                                                  lst.mtls, lst.settings.get("allow_anonymous") == "true"))
 
+    def _plan_standin(self, proc: LocalProcess, workload: dict, files: dict) -> CloudStandin:
+        """The local stand-in for the cloud a bridge pod dials, its files written (estate/cloud_standins.py)."""
+        cloud = parse_cloud_conf(files[f"{CLOUD_DIR}/{CLOUD_CONF}"][0])
+        provider = workload["metadata"]["labels"][PROVIDER_LABEL]
+        standin = CloudStandin(proc.pod, provider, cloud, self.pods_dir / f"{proc.pod}-cloud",
+                               free_port(self.taken_ports), free_port(self.taken_ports), account=_mosquitto_user())
+        standin.directory.mkdir(parents=True)
+        bridge_cert, policies = None, []
+        if cloud.certfile:
+            cert_pem = files[cloud.certfile][0]
+            bridge_cert = standin.directory / "bridge.crt"
+            write_file(bridge_cert, cert_pem)
+            if provider == AWS:
+                policies = aws_policy_documents(self.rendered.registry, cert_pem, self.control_plane)
+        standin.write(bridge_cert, acl_entries(provider, cloud, policies))
+        self.standins.append(standin)
+        return standin
+
+    def _start_bridge(self, proc: LocalProcess, container: dict, files: dict, addresses,
+                      standin: CloudStandin) -> None:
+        """A cloud bridge's pod: its rendered files, with mount paths and the estate leg's addresses rewritten as
+        for a broker, and its cloud block pointed at the stand-in (address and trust anchor only)."""
+        mounts = self._write_pod_files(proc, container, files)
+        conf_path = _expand(_broker_conf_arg(container), proc.env)
+        conf = files[conf_path][0]
+        local_conf = proc.directory / "local-mosquitto.conf"
+        keep_names = self.hosts_file is not None
+        write_file(local_conf, rewrite_conf(conf, proc.ports, mounts, addresses, keep_names=keep_names))
+        cloud_path = f"{CLOUD_DIR}/{CLOUD_CONF}"
+        cloud_conf = "\n".join(rewrite_paths(line, mounts) for line in files[cloud_path][0].splitlines())
+        write_file(proc.directory / cloud_path.lstrip("/"), rewrite_cloud_conf(
+            cloud_conf, standin.cloud.host if keep_names else "127.0.0.1", standin.port, str(standin.ca_file)),
+            secret=True)
+        _hand_to_mosquitto_user(proc.directory)
+        _owned_like_volume_files(proc.directory, files)
+        proc.command = ["mosquitto", "-c", str(local_conf)]
+        self._launch(proc)
+        health = next(lst for lst in parse_listeners(conf) if lst.bind == "127.0.0.1")
+        proc.health_port = proc.ports[health.port]
+        wait_for_port(proc.health_port, proc.process, proc.directory / "process.log")
+
     def _start_frontend(self, proc: LocalProcess, workload: dict, container: dict, files: dict, addresses) -> None:
         mounts = self._write_pod_files(proc, container, files)
         cfg_pod_path = next(path for path in files if path.endswith("/haproxy.cfg"))
@@ -444,10 +506,10 @@ class LocalEstate:
         log = proc.directory / "process.log"
         # Started directly as the broker's user (a later setuid would clear the parent-death signal), in its
         # own session so Ctrl-C reaches only us, and tied to our life so nothing outlives a killed parent.
-        account = _mosquitto_user() if proc.kind == "broker" else None
+        account = _mosquitto_user() if proc.kind in ("broker", "bridge") else None
         ids = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []} if account else {}
         command = proc.command
-        if proc.kind == "broker" and self.hosts_file is not None and account is not None:
+        if proc.kind in ("broker", "bridge") and self.hosts_file is not None and account is not None:
             command, ids = _with_pod_hosts(command, self.hosts_file, account), {}
         setup = _die_with_parent
         if proc.kind == "broker" and self.broker_open_files is not None:
@@ -456,7 +518,10 @@ class LocalEstate:
             proc.process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True,
                                             env={**os.environ, **proc.env}, preexec_fn=setup, **ids)
-        (self.brokers if proc.kind == "broker" else self.frontends).append(proc)
+        self._kind_list(proc).append(proc)
+
+    def _kind_list(self, proc: LocalProcess) -> list[LocalProcess]:
+        return {"broker": self.brokers, "bridge": self.bridges, "frontend": self.frontends}[proc.kind]
 
     def kill(self, pod: str) -> None:
         """kill -9 one pod's process (failover tests)."""
@@ -466,7 +531,7 @@ class LocalEstate:
 
     def restart(self, pod: str) -> None:
         proc = next(p for p in self.processes if p.pod == pod)
-        (self.brokers if proc.kind == "broker" else self.frontends).remove(proc)
+        self._kind_list(proc).remove(proc)
         self._launch(proc)
         if proc.health_port:
             wait_for_port(proc.health_port, proc.process, proc.directory / "process.log")
@@ -483,6 +548,8 @@ class LocalEstate:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.process.pid, 9)
                 proc.process.wait()
+        for standin in self.standins:
+            standin.stop()
         if self.pods_dir is not None:
             shutil.rmtree(self.pods_dir, ignore_errors=True)
 
@@ -526,6 +593,8 @@ class LocalEstate:
             "demo_client": {"username": demo_cert, **certs[demo_cert]} if demo_cert else None,
             "brokers": [describe(p) for p in self.brokers],
             "frontends": [describe(p) for p in self.frontends],
+            "bridges": [describe(p) for p in self.bridges],
+            "cloud": {s.bridge: s.describe() for s in self.standins},
             "entry": entry.pod if entry else None,
             "listeners": entry.listeners if entry else [],
         }

@@ -33,11 +33,12 @@ class Render:
 
 
 def evaluate(stack: str, config: Optional[Path] = None, state_dir: Optional[Path] = None,
-             program: Optional[Program] = None) -> tuple[StackFile, Registry]:
+             program: Optional[Program] = None, control_plane=None) -> tuple[StackFile, Registry]:
     """Read the stack file, then run the program under mocks with real TLS and random values.
 
     `program`: this checkout's own (default) or one of yours (estate/program.py); `config` replaces its
-    Pulumi.<stack>.yaml, `state_dir` the home of its seeds."""
+    Pulumi.<stack>.yaml, `state_dir` the home of its seeds; `control_plane`: an estate.aws_provider.ControlPlane
+    to provision AWS resources against and leave running (default: one of the run's own, stopped after it)."""
     from .program import ProgramError, own_program
 
     check_stack_name(stack, "stack")  # before it names any file: library callers too, not only the CLI
@@ -49,7 +50,7 @@ def evaluate(stack: str, config: Optional[Path] = None, state_dir: Optional[Path
     seed = load_or_create((state_dir or program.state_dir) / stack / "seed.json")
     try:
         registry = run_program(program.entry, stack, stack_file.pulumi_config, stack_file.secret_keys, seed,
-                               program.name)
+                               program.name, control_plane)
     except (EngineError, StackConfigError):
         raise
     except pulumi.ConfigMissingError as exc:  # the program requires a key the stack file does not set
@@ -88,8 +89,8 @@ def resource_tree(registry: Registry, stack: str) -> str:
 
 
 def render(stack: str, config: Optional[Path] = None, out: Optional[Path] = None,
-           state_dir: Optional[Path] = None, program: Optional[Program] = None) -> Render:
-    stack_file, registry = evaluate(stack, config, state_dir, program)
+           state_dir: Optional[Path] = None, program: Optional[Program] = None, control_plane=None) -> Render:
+    stack_file, registry = evaluate(stack, config, state_dir, program, control_plane)
     return write_render(stack, stack_file, registry, out or (program.out_dir(stack) if program else None))
 
 

@@ -6,16 +6,24 @@ says `allow_anonymous true`, refused everywhere else), TLS verifies against the 
 mTLS listeners refuse clients without a certificate. A frontend port whose source ranges leave out this
 machine's address must refuse the connection outright, and is checked for that alone. A run that makes no check
 at all (no listener it can reach) fails: nothing checked proves nothing.
+
+Cloud bridges (the connection file's `cloud` section, one local stand-in per bridge, estate/cloud_standins.py):
+for every mapping, a message published in the estate on the mapping's local topic arrives on the stand-in under
+the remote prefix (out), and one published on the stand-in's test tap under the remote prefix arrives in the
+estate under the local prefix (in).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cloud_standins import concrete
 from .mqtt_client import connect, round_trip
 
 
@@ -90,6 +98,66 @@ def run_smoke(conn: dict) -> list[Check]:
         else:
             checks.append(Check(name, "anonymous refused", not anon.accepted, f"reason {anon.reason}"))
         anon.close()
+    checks += cloud_checks(conn, credentials)
+    return checks
+
+
+BRIDGE_WAIT = 30.0
+"""How long a bridged message may take (a hang guard: a bridge that just started may still be subscribing)."""
+
+
+def _cross_trip(publisher, subscriber, pub_topic: str, sub_topic: str, qos: int = 1,
+                timeout: float = BRIDGE_WAIT) -> bool:
+    """Publish on `pub_topic` (once a second, until it arrives) and report whether it arrived on `sub_topic`."""
+    payload = uuid.uuid4().hex.encode()
+    got, subscribed = threading.Event(), threading.Event()
+    subscriber.on_message = lambda _c, _u, m: got.set() if m.topic == sub_topic and m.payload == payload else None
+    subscriber.on_subscribe = lambda *a: subscribed.set()
+    subscriber.subscribe(sub_topic, qos)
+    if not subscribed.wait(5):
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        publisher.publish(pub_topic, payload, qos=qos)
+        if got.wait(1.0):
+            return True
+    return False
+
+
+def cloud_checks(conn: dict, credentials: dict) -> list[Check]:
+    """Out and in through every cloud bridge, between an estate listener and the bridge's cloud stand-in."""
+    clouds = conn.get("cloud") or {}
+    if not clouds:
+        return []
+    listeners = [lst for lst in conn["listeners"] if not _outside_sources(lst) and lst["transport"] == "tcp"]
+    listeners.sort(key=lambda lst: lst["tls"])  # plain first: fewer moving parts
+    estate = next(((lst, login) for lst in listeners if (login := _login(lst, conn, credentials))), None)
+    checks: list[Check] = []
+    for bridge, cloud in sorted(clouds.items()):
+        where = cloud["provider"]
+        if estate is None:
+            checks.append(Check(where, f"{bridge}: an estate listener to publish on", False, "none reachable"))
+            continue
+        lst, login = estate
+        login = {k: v for k, v in login.items() if k != "user"}
+        local = connect(lst, ca_file=conn["ca_file"], **login)
+        remote = connect({**cloud["tap"], "tls": False}, client_id=f"smoke-tap-{uuid.uuid4().hex[:8]}")
+        if not (local.accepted and remote.accepted):
+            checks.append(Check(where, f"{bridge}: connect to the estate and the stand-in's tap", False,
+                                local.error or remote.error))
+        else:
+            for mapping in cloud["mappings"]:
+                topic = concrete(mapping["topic"], f"smoke-{uuid.uuid4().hex[:8]}")
+                local_topic, remote_topic = mapping["local_prefix"] + topic, mapping["remote_prefix"] + topic
+                qos = min(int(mapping["qos"]), 1)
+                if mapping["direction"] in ("out", "both"):
+                    ok = _cross_trip(local.client, remote.client, local_topic, remote_topic, qos)
+                    checks.append(Check(where, f"out: estate {local_topic} -> cloud {remote_topic}", ok))
+                if mapping["direction"] in ("in", "both"):
+                    ok = _cross_trip(remote.client, local.client, remote_topic, local_topic, qos)
+                    checks.append(Check(where, f"in: cloud {remote_topic} -> estate {local_topic}", ok))
+        local.close()
+        remote.close()
     return checks
 
 

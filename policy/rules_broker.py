@@ -80,7 +80,19 @@ def limits(props, _cfg):
                 yield f"{key}: listener {lst.port} has no connection limit (max_connections {value})"
 
 
+def bridge_only(conf) -> bool:
+    """A mosquitto with bridges and no client listener besides loopback ones (the cloud bridge's health listener):
+    its only persistent sessions are its bridges' own."""
+    return bool(conf.bridges) and all(is_loopback(lst.bind) for lst in conf.listeners)
+
+
 def persistence(props, cfg):
+    """Persistence on the data volume with autosave; session expiry where clients keep sessions.
+
+    A bridge-only mosquitto (the cloud bridge: bridges, and a loopback health listener whose probe uses clean
+    sessions) must NOT set persistent_client_expiration: a disconnected bridge whose session has an expiry goes on
+    mosquitto's expiry list and loses its queue when the remote stays away that long (eclipse/mosquitto v2.0.11
+    src/context.c:218-231); without one, a never-expiring session is not listed at all (src/session_expiry.c:50-56)."""
     data_path = as_text(cfg.get("dataPath"), "/mosquitto/data")
     for key, conf in mosquitto_confs(props).items():
         if setting(conf, "persistence") != "true":
@@ -92,7 +104,12 @@ def persistence(props, cfg):
                   f"{data_path}"
         if atoi(setting(conf, "autosave_interval") or "1800") <= 0:
             yield f"{key}: autosave_interval must be > 0"
-        if setting(conf, "persistent_client_expiration") is None:
+        expiration = setting(conf, "persistent_client_expiration")
+        if bridge_only(conf):
+            if expiration is not None:
+                yield (f"{key}: persistent_client_expiration {expiration} on a bridge-only mosquitto: a bridge whose "
+                       "remote stays away that long loses its session and every message queued for it (remove it)")
+        elif expiration is None:
             yield f"{key}: persistent_client_expiration is not set: abandoned sessions are kept forever"
 
 
@@ -611,8 +628,10 @@ POLICIES = [
                     "Keep acl_file on each listener (the component writes it).", [CONFIG_MAP], acl_present),
     resource_policy("broker-limits", "Connection, packet, queue and keepalive limits are set.", MANDATORY,
                     "Set broker.limits (or a preset) so one client cannot exhaust the broker.", [CONFIG_MAP], limits),
-    resource_policy("broker-persistence", "Persistence lives on the data volume with autosave and session expiry.",
-                    MANDATORY, "Keep broker.persistence.enabled with autosaveInterval > 0 and a sessionExpiry.",
+    resource_policy("broker-persistence", "Persistence lives on the data volume with autosave and session expiry "
+                    "(none on a bridge-only mosquitto such as the cloud bridge, whose bridge sessions must never "
+                    "expire).", MANDATORY, "Keep broker.persistence.enabled with autosaveInterval > 0 and a "
+                    "sessionExpiry; a cloud bridge's mosquitto.conf sets no persistent_client_expiration.",
                     [CONFIG_MAP], persistence, DATA_PATH),
     resource_policy("broker-session-expiry-bounded", "Abandoned sessions expire within a year.", ADVISORY,
                     "Set broker.persistence.sessionExpiry to the longest outage a device may have (e.g. 7d-90d).",

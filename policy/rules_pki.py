@@ -160,6 +160,21 @@ def _dns_sans(cert) -> list[str]:
         return []
 
 
+def public_cloud_roots(resource) -> bool:
+    """Whether this Secret's ca.crt is a public cloud's root CA, carried by a cloud bridge to verify AWS IoT Core or
+    Azure IoT Hub (Amazon Root CA 1, DigiCert Global Root G2: RSA 2048 roots the estate does not own).
+
+    This policy judges the CAs the estate issues with, or brings to issue with (pki.existingCa): key size, CA
+    constraints, lifetime against the leaves they sign. A cloud's root signs none of the estate's certificates and
+    no one here can re-key it, so holding it to the estate's CA rules would only refuse every AWS and Azure bridge.
+    It is recognised by where a CloudBridge puts it: the `ca.crt` key of its `<name>-cloud` Secret, labelled with
+    the provider (mqtt-estate.io/cloud-provider) as aws-iot-core or azure-iot-hub. A generic `mqtt` bridge's ca.crt
+    is the estate's own CA (trust: estate) and is still judged."""
+    from .rules_bridge import PUBLIC_ROOT_PROVIDERS, is_cloud_secret, provider_of
+
+    return is_cloud_secret(resource.props) and provider_of(resource.props) in PUBLIC_ROOT_PROVIDERS
+
+
 def ca_in_use(resources, cfg):
     try:
         import cryptography  # noqa: F401
@@ -180,8 +195,13 @@ def ca_in_use(resources, cfg):
         text = data.get("ca.crt")
         if text is None or text.strip() in seen:
             continue
-        seen.add(text.strip())
         where = "ca.crt"
+        if public_cloud_roots(r):  # readable is all we ask of a public root (the bridge cannot verify without it)
+            _, problem = _load_pem_certificates(text)
+            if problem:
+                yield r, f"{where} {problem}"
+            continue
+        seen.add(text.strip())
         certificates, problem = _load_pem_certificates(text)
         if problem:
             yield r, f"{where} {problem}"
@@ -221,7 +241,8 @@ POLICIES = [
     stack_policy("pki-ca-in-use", "The CA certificate the Secrets actually carry (ca.crt; a brought CA too) is a "
                  "CA (basicConstraints CA:TRUE, keyCertSign) with a strong key (RSA >= minimumCaRsaBits, ECDSA "
                  "P-256/384/521), valid now and for longer than the leaves it signs, and not signed with SHA-1 or "
-                 "MD5.", MANDATORY,
+                 "MD5. Public cloud roots a cloud bridge carries to verify AWS IoT Core or Azure IoT Hub are not the "
+                 "estate's CA and are not judged.", MANDATORY,
                  "Bring a CA made for this (pki.existingCa) or let the Pki component make one: ECDSA P-384, CA:TRUE "
                  "with keyCertSign, SHA-256 or better, valid well beyond pki.leafValidityHours.", ca_in_use,
                  {"minimumCaRsaBits": {"type": "integer", "default": 3072},

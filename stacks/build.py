@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import pulumi
@@ -12,6 +12,9 @@ import math
 from ..components import names
 from ..components.broker import APP as BROKER_APP
 from ..components.broker import MosquittoBroker
+from ..components.bridge_rules import with_remote_prefixes
+from ..components.cloud_bridge import APP as CLOUD_BRIDGE_APP
+from ..components.cloud_bridge import CloudBridge, estate_rules
 from ..components.haproxy import APP as FRONTEND_APP
 from ..components.haproxy import HaProxyFrontend
 from ..components.haproxy_cfg import FloodLimits, time_ms
@@ -21,8 +24,9 @@ from ..components.pki import Pki
 from ..components.users import BrokerUser
 from .checks import server_names
 from .grammar import duration_seconds
-from .model import SECRET_KEY_PREFIX, Estate
+from .model import BRIDGE_KEY_PREFIX, BRIDGE_PASSWORD_PREFIX, SECRET_KEY_PREFIX, Bridge, Estate, MqttBridge
 
+MqttDefaults = MqttBridge()
 SecretLookup = Callable[[str], Optional[pulumi.Output[str]]]
 
 
@@ -32,6 +36,7 @@ class EstateResources:
     broker: MosquittoBroker
     frontend: Optional[HaProxyFrontend] = None
     storage: Optional[NfsStorage] = None
+    bridges: dict[str, CloudBridge] = field(default_factory=dict)
 
     @property
     def endpoints(self) -> dict[str, str]:
@@ -70,7 +75,9 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
     namespace = estate.namespace.name
     cert_users = [u.name for u in estate.users if u.auth in ("certificate", "both")]
     bridge_user, check_user = names.bridge_user(name), names.frontend_check_user(name)
-    internal_users = ([bridge_user] if estate.clustered else []) + ([check_user] if estate.frontend_enabled else [])
+    cloud_identities = [names.cloud_bridge_name(name, b.name) for b in estate.bridges]
+    internal_users = (([bridge_user] if estate.clustered else []) + ([check_user] if estate.frontend_enabled else [])
+                      + cloud_identities)
     frontend_name = names.frontend_name(name)
 
     pki = Pki(f"{name}-pki", {
@@ -97,6 +104,9 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
     } for u in estate.users]
     if estate.clustered:
         users.append({"name": bridge_user, "role": "bridge", "password_login": False})
+    for bridge, identity in zip(estate.bridges, cloud_identities):
+        users.append({"name": identity, "role": "service", "password_login": False,
+                      "topics": estate_rules(bridge_mappings(bridge))})
 
     limits = broker_cfg.limits
     ha = broker_cfg.ha
@@ -138,7 +148,8 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
         "autoscaling": {"min_replicas": estate.replicas, "max_replicas": estate.max_replicas,
                         "target_cpu_percent": ha.target_cpu_percent},
         "bridge_certificate": pki.clients.get(bridge_user),
-        "internal_clients": [selector(FRONTEND_APP, frontend_name)] if estate.frontend_enabled else [],
+        "internal_clients": ([selector(FRONTEND_APP, frontend_name)] if estate.frontend_enabled else [])
+        + [selector(CLOUD_BRIDGE_APP, identity) for identity in cloud_identities],
         "storage_volume_prefix": name if storage else None,
         "internal_listener": estate.internal_listener,
         "skip_await": broker_cfg.service.skip_await and not estate.frontend_enabled,
@@ -183,4 +194,57 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
             "resources": {k: v for k, v in fe.resources.model_dump().items() if v},
             "skip_await": fe.service.skip_await,
         }, opts=pulumi.ResourceOptions(depends_on=[broker.namespace_resource] if broker.namespace_resource else None))
-    return EstateResources(pki, broker, frontend, storage)
+    bridges = {bridge.name: cloud_bridge(estate, bridge, pki, broker, secret) for bridge in estate.bridges}
+    return EstateResources(pki, broker, frontend, storage, bridges)
+
+
+def bridge_mappings(bridge: Bridge) -> list[dict]:
+    """The bridge's mappings as component arguments, remote prefixes filled in (Azure's device topics)."""
+    return with_remote_prefixes(bridge.provider, bridge.client_id, [m.model_dump() for m in bridge.mappings])
+
+
+def cloud_bridge(estate: Estate, bridge: Bridge, pki: Pki, broker: MosquittoBroker, secret: SecretLookup) -> CloudBridge:
+    """The bridge workload of one `bridges[]` entry: an mTLS client of the estate's internal listener."""
+    name, namespace = estate.broker.name, estate.namespace.name
+    identity = names.cloud_bridge_name(name, bridge.name)
+    port = estate.broker.ha.internal_port
+    args: dict = {
+        "namespace": namespace,
+        "provider": bridge.provider,
+        "port": bridge.port,
+        "client_id": bridge.client_id,
+        "keepalive": bridge.keepalive,
+        "mappings": bridge_mappings(bridge),
+        # broker 0 only: the estate keeps one session for the bridge there. A list of brokers would leave a session on
+        # each one the bridge ever failed over to, fed by the star for days and replayed (stale, duplicated) on the
+        # next failover; with one address a message published while broker 0 is down does not reach the cloud.
+        "estate_addresses": [f"{names.pod_dns_name(name, namespace, 0)}:{port}"],
+        "estate_selector": selector(BROKER_APP, name),
+        "estate_port": port,
+        "ca_cert_pem": pki.ca_cert_pem,
+        "estate_certificate": pki.clients[identity],
+        "buffer": {"max_queued_messages": bridge.buffer.max_queued_messages,
+                   "max_queued_bytes": bridge.buffer.max_queued_bytes,
+                   "max_packet_size": estate.broker.limits.max_packet_size},
+        "storage_size": bridge.buffer.storage,
+        "resources": {"memory_limit": bridge.buffer.memory_limit},
+        "image": estate.broker.image,
+    }
+    if bridge.buffer.storage_class:
+        args["storage_class"] = bridge.buffer.storage_class
+    if bridge.endpoint:
+        args["endpoint"] = bridge.endpoint
+    if bridge.provider == "aws-iot-core":
+        args["aws"] = {"provision": bridge.aws.provision if bridge.aws else True}
+    elif bridge.provider == "azure-iot-hub":
+        azure = bridge.azure
+        args["azure"] = {"hub_name": azure.hub_name, "auth": azure.auth,
+                         "sas_validity_seconds": duration_seconds(azure.sas_validity)}
+        if azure.auth == "sas":
+            args["azure"]["device_key"] = secret(f"{BRIDGE_KEY_PREFIX}{bridge.name}")
+    else:
+        remote = bridge.mqtt or MqttDefaults
+        args["mqtt"] = {"username": remote.username, "tls": remote.tls, "protocol_version": remote.protocol_version,
+                        "trust": remote.trust,
+                        "password": secret(f"{BRIDGE_PASSWORD_PREFIX}{bridge.name}") if remote.username else None}
+    return CloudBridge(identity, args, opts=pulumi.ResourceOptions(depends_on=[broker]))

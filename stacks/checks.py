@@ -13,8 +13,12 @@ import ipaddress
 from decimal import Decimal
 from typing import Iterator, Mapping, Optional
 
+from ..components import bridge_rules
+from ..components.arguments import STATEFULSET_NAME_MAX
+from ..components.bridge_conf import conf_value
+from ..components.cloud_profiles import azure_host
 from ..components.credentials import supplied_password_problem
-from ..components.names import (HEALTH_ACL_NAME, frontend_name, internal_users, pod_dns_names,
+from ..components.names import (HEALTH_ACL_NAME, cloud_bridge_name, frontend_name, internal_users, pod_dns_names,
                               reserved_listener_names, reserved_ports, service_dns_names)
 from ..components.haproxy_cfg import MAX_RATE_PERIOD_MS, MIN_RATE_PERIOD_MS, time_ms
 from ..components.haproxy_pod import RESOURCES as FRONTEND_RESOURCES
@@ -22,7 +26,8 @@ from ..components.kube import requests_above_limits
 from . import grammar
 from .ca_check import check_existing_ca
 from .errors import PROJECT, ConfigIssue, already_used, listed_twice, name_taken
-from .model import CA_SECRET_KEYS, SECRET_KEY_PREFIX, Estate, Listener, Resources
+from .model import (BRIDGE_KEY_PREFIX, BRIDGE_PASSWORD_PREFIX, BRIDGE_SECRET_PREFIXES, CA_SECRET_KEYS,
+                    SECRET_KEY_PREFIX, Estate, Listener, Resources)
 
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 CONNECTION_MEMORY = 64 * 1024
@@ -39,7 +44,7 @@ def cross_checks(estate: Estate, secrets: Mapping[str, Optional[str]]) -> list[C
              _shared_subscriptions(estate), _flood_protection(estate),
              _exposure(estate), _anonymous(estate), _key_specs(estate), _names(estate),
              _persistence(estate), _lists(estate), _resources(estate), _limits(estate), _users(estate), _secrets(estate, secrets),
-             _pki(estate, secrets))
+             _pki(estate, secrets), _bridges(estate, secrets))
     return [issue for rule in rules for issue in rule]
 
 
@@ -576,3 +581,110 @@ def server_names(estate: Estate) -> list[str]:
 def _camel(snake: str) -> str:
     head, *rest = snake.split("_")
     return head + "".join(part.title() for part in rest)
+
+
+def _bridges(estate: Estate, secrets: Mapping[str, Optional[str]]) -> Issues:
+    """Each bridge against its provider's profile (components/bridge_rules.py), and the bridges against each other,
+    the users and the estate's limits."""
+    seen_names: dict[str, str] = {}
+    seen_identities: dict[tuple, int] = {}
+    users = {u.name for u in estate.users}
+    limit = estate.broker.limits.max_packet_size
+    own_names = {name.lower() for name in server_names(estate)}
+    duration_seconds = grammar.duration_seconds
+    for i, bridge in enumerate(estate.bridges):
+        loc = ["bridges", i]
+        repeated = already_used(loc + ["name"], bridge.name, seen_names, f"bridges[{i}]", "names")
+        if repeated:
+            yield repeated
+        identity = cloud_bridge_name(estate.broker.name, bridge.name)
+        if identity in users:
+            yield ConfigIssue(loc + ["name"], f"makes the bridge identity {identity!r}, which is also a user's name "
+                                              "(rename the bridge or the user)")
+        if len(identity) > STATEFULSET_NAME_MAX:
+            yield ConfigIssue(loc + ["name"], f"makes the bridge workload {identity!r}, {len(identity)} characters "
+                                              f"(a StatefulSet name takes at most {STATEFULSET_NAME_MAX}: shorten it)")
+        # one connection per identity: AWS keys it on the thing (one account), Azure on hub and device
+        hub = azure_host(bridge.azure.hub_name) if bridge.azure else ""
+        endpoint = {"aws-iot-core": "", "azure-iot-hub": (bridge.endpoint or hub).lower()}.get(
+            bridge.provider, (bridge.endpoint or "").lower())
+        key = (bridge.provider, endpoint, bridge.client_id)
+        if key in seen_identities:
+            yield ConfigIssue(loc + ["clientId"], f"{bridge.client_id!r} is bridges[{seen_identities[key]}]'s identity "
+                                                  "at the same endpoint too: the cloud keeps one connection per client "
+                                                  "id and would drop them in turn, for ever")
+        seen_identities.setdefault(key, i)
+        for section in ("aws", "azure", "mqtt"):
+            wanted = {"aws-iot-core": "aws", "azure-iot-hub": "azure", "mqtt": "mqtt"}[bridge.provider]
+            if getattr(bridge, section) is not None and section != wanted:
+                yield ConfigIssue(loc + [section], f"has no effect with provider {bridge.provider} (use {wanted})")
+        if bridge.provider == "azure-iot-hub" and bridge.azure is None:
+            yield ConfigIssue(loc + ["azure"], "is required with provider azure-iot-hub (at least hubName)")
+            continue
+        if bridge.provider == "aws-iot-core" and not bridge.endpoint and not (bridge.aws.provision if bridge.aws else True):
+            yield ConfigIssue(loc + ["endpoint"], "is required unless aws.provision is true (the data endpoint, "
+                                                  "as `aws iot describe-endpoint --endpoint-type iot:Data-ATS` prints)")
+        if bridge.endpoint and bridge.endpoint.lower().rstrip(".") in own_names:
+            yield ConfigIssue(loc + ["endpoint"], f"{bridge.endpoint} is this estate: every message would come back "
+                                                  "in and go out again, for ever")
+        if bridge.azure is not None and duration_seconds(bridge.azure.sas_validity) < MIN_SAS_VALIDITY:
+            yield ConfigIssue(loc + ["azure", "sasValidity"],
+                              f"{bridge.azure.sas_validity} is too short: a token is renewed only by `pulumi up` "
+                              "once half of it has passed (use at least 2d)")
+        for path, message in bridge_rules.problems(bridge.model_dump()):
+            yield ConfigIssue(loc + [_camel(p) if isinstance(p, str) else p for p in path], message)
+        payload = bridge_rules.max_payload(bridge.provider)
+        if payload and limit > payload:
+            yield ConfigIssue(["broker", "limits", "maxPacketSize"],
+                              f"{limit} is larger than bridges[{i}]'s cloud takes ({payload} bytes): a device's "
+                              f"bigger message would pass the broker and vanish at the bridge (use at most {payload})")
+        yield from _bridge_secrets(loc, bridge, secrets)
+        yield from _bridge_buffer(loc, bridge)
+    for key in sorted(secrets):
+        for prefix in BRIDGE_SECRET_PREFIXES:
+            if key.startswith(prefix) and key[len(prefix):] not in seen_names:
+                yield ConfigIssue([key], f"names no bridge in bridges (known: {', '.join(seen_names) or 'none'})")
+
+
+MIN_SAS_VALIDITY = 2 * 86400
+
+
+def _bridge_secrets(loc: list, bridge, secrets: Mapping[str, Optional[str]]) -> Issues:
+    key_name, password_name = f"{BRIDGE_KEY_PREFIX}{bridge.name}", f"{BRIDGE_PASSWORD_PREFIX}{bridge.name}"
+    sas = bridge.provider == "azure-iot-hub" and bridge.azure is not None and bridge.azure.auth == "sas"
+    if sas and key_name not in secrets:
+        yield ConfigIssue(loc + ["azure", "auth"], f"sas needs the device key as the secret {PROJECT}:{key_name} "
+                                                   "(`pulumi config set --secret ...` with the device's primary key)")
+    elif sas and isinstance(secrets[key_name], str):
+        from ..components.azure_sas import key_problem
+        problem = key_problem(secrets[key_name])
+        if problem:
+            yield ConfigIssue([key_name], problem)
+    elif key_name in secrets and not sas:
+        yield ConfigIssue([key_name], "has no effect unless the bridge is azure-iot-hub with azure.auth: sas")
+    username = bridge.mqtt.username if bridge.mqtt else None
+    if password_name in secrets and not (bridge.provider == "mqtt" and username):
+        yield ConfigIssue([password_name], "has no effect without an mqtt bridge with mqtt.username")
+    elif bridge.provider == "mqtt" and username and password_name not in secrets:
+        yield ConfigIssue(loc + ["mqtt", "username"], f"needs its password as the secret {PROJECT}:{password_name}")
+    elif isinstance(secrets.get(password_name), str):
+        try:
+            conf_value(secrets[password_name], "the password", spaces=True)
+        except ValueError as problem:
+            yield ConfigIssue([password_name], str(problem))
+
+
+def _bridge_buffer(loc: list, bridge) -> Issues:
+    """mosquitto keeps its whole queue in memory and writes it whole to the volume (a new file, then a rename, so
+    twice its size at the moment of a save)."""
+    buffer = bridge.buffer
+    memory = grammar.parse_quantity(buffer.memory_limit)
+    storage = grammar.parse_quantity(buffer.storage)
+    if memory is not None and buffer.max_queued_bytes + 64 * MiB > memory:
+        yield ConfigIssue(loc + ["buffer", "maxQueuedBytes"],
+                          f"{buffer.max_queued_bytes} does not fit buffer.memoryLimit {buffer.memory_limit} with "
+                          f"64Mi to spare (raise the limit to at least {_mib(buffer.max_queued_bytes + 64 * MiB)})")
+    if storage is not None and 2 * buffer.max_queued_bytes > storage:
+        yield ConfigIssue(loc + ["buffer", "storage"],
+                          f"{buffer.storage} cannot hold two snapshots of maxQueuedBytes {buffer.max_queued_bytes} "
+                          f"(use at least {_mib(2 * buffer.max_queued_bytes)})")

@@ -220,6 +220,53 @@ def topic_name(value: str) -> str | None:
     return None
 
 
+def bridge_topic(value: str) -> str | None:
+    """The pattern of a mosquitto bridge `topic` line: a topic filter without spaces (mosquitto.conf splits the
+    line on them, eclipse/mosquitto v2.0.11 src/conf.c `topic` handling with strtok_r) and without `$share/`
+    (a bridge subscribes plainly)."""
+    if isinstance(value, str) and value.startswith(_SHARE):
+        return f"{_q(value)} is a shared subscription (a bridge topic is a plain filter, as in sensors/#)"
+    problem = topic_filter(value)
+    if problem:
+        return problem
+    if " " in value:
+        return f"{_q(value)} contains a space (mosquitto.conf splits a bridge topic line on spaces)"
+    if '"' in value:
+        return f"{_q(value)} contains '\"' (mosquitto reads \"\" in a bridge topic line as an empty prefix)"
+    return None
+
+
+def topic_prefix(value: str) -> str | None:
+    """A bridge's local or remote topic prefix: empty, or topic-name text without wildcards or spaces."""
+    if value == "":
+        return None
+    problem = _mqtt_text_problem(value, "topic prefix", "plant7/")
+    if problem:
+        return problem
+    if "+" in value or "#" in value:
+        return f"{_q(value)} contains a wildcard (a prefix is plain text put in front of the topic, as in plant7/)"
+    if " " in value:
+        return f"{_q(value)} contains a space (mosquitto.conf splits a bridge topic line on spaces)"
+    if '"' in value:
+        return f"{_q(value)} contains '\"' (mosquitto reads \"\" in a bridge topic line as an empty prefix)"
+    return None
+
+
+def filters_overlap(a: str, b: str) -> bool:
+    """Whether some topic name matches both filters (level by level: `+` matches any one level, `#` the rest)."""
+    left, right = a.split("/"), b.split("/")
+    for i in range(max(len(left), len(right))):
+        x = left[i] if i < len(left) else None
+        y = right[i] if i < len(right) else None
+        if x == "#" or y == "#":
+            return True
+        if x is None or y is None:
+            return False
+        if x != y and "+" not in (x, y):
+            return False
+    return True
+
+
 def _filter_part(topic_filter_value: str) -> str:
     """The filter inside ``$share/<group>/<filter>`` (MQTT 5.0 §4.8.2)."""
     if topic_filter_value.startswith(_SHARE):

@@ -18,7 +18,7 @@ from pulumi.runtime import config as runtime_config
 
 from .checks import cross_checks, warnings
 from .errors import PROJECT, ConfigIssue, StackConfigError, describe_pydantic_error, safe_text
-from .model import CA_SECRET_KEYS, SECRET_KEY_PREFIX, TOP_LEVEL_KEYS, Estate
+from .model import BRIDGE_SECRET_PREFIXES, CA_SECRET_KEYS, SECRET_KEY_PREFIX, TOP_LEVEL_KEYS, Estate
 
 
 def _allowed_keys_at(loc: tuple) -> list[str]:
@@ -57,7 +57,8 @@ def validate_estate(values: Mapping[str, Any], secrets: Mapping[str, Optional[st
     for key in values:
         if key not in TOP_LEVEL_KEYS:
             issues.append(ConfigIssue([key], f"unknown key (allowed: {', '.join(TOP_LEVEL_KEYS)}, "
-                                             f"{SECRET_KEY_PREFIX}<user>, {', '.join(CA_SECRET_KEYS)})"))
+                                             f"{SECRET_KEY_PREFIX}<user>, {', '.join(CA_SECRET_KEYS)}, "
+                                             f"{'<bridge>, '.join(BRIDGE_SECRET_PREFIXES)}<bridge>)"))
     if provider_config is not None:
         issues.extend(provider_checks(provider_config))
     try:
@@ -76,7 +77,7 @@ def validate_estate(values: Mapping[str, Any], secrets: Mapping[str, Optional[st
     return estate
 
 
-OTHER_NAMESPACES = ("pulumi", "kubernetes", "random", "tls")
+OTHER_NAMESPACES = ("pulumi", "kubernetes", "random", "tls", "aws")
 """Config namespaces the program's providers read; any other is most likely a misspelt `mqtt-estate`."""
 
 
@@ -165,4 +166,4 @@ def _parsed(raw: Any) -> Any:
 
 
 def is_secret_key(key: str) -> bool:
-    return key.startswith(SECRET_KEY_PREFIX) or key in CA_SECRET_KEYS
+    return key.startswith((SECRET_KEY_PREFIX, *BRIDGE_SECRET_PREFIXES)) or key in CA_SECRET_KEYS

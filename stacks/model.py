@@ -299,6 +299,86 @@ class Pki(Model):
     """Add localhost/127.0.0.1 to the server certificate (for `kubectl port-forward`); off unless asked."""
 
 
+BridgeTopic = Annotated[Text, _grammar(grammar.bridge_topic)]
+TopicPrefix = Annotated[str, StringConstraints(max_length=1000), _grammar(grammar.topic_prefix)]
+
+
+class BridgeMapping(Model):
+    """One `topic` line of a bridge, as mosquitto reads it: the local topic is localPrefix + topic, the cloud's
+    remotePrefix + topic (mosquitto.conf(5), `topic pattern [[[ out | in | both ] qos-level] local-prefix
+    remote-prefix]`)."""
+
+    topic: BridgeTopic
+    """MQTT topic filter shared by both sides (wildcards allowed; no spaces: mosquitto.conf splits on them)."""
+    direction: Literal["out", "in", "both"] = "out"
+    """out: from the estate to the cloud; in: from the cloud to every broker of the estate; both: only where it
+    cannot loop (a generic MQTT 5 remote, whose no-local subscription never sends a message back)."""
+    qos: Literal[0, 1, 2] = 1
+    """QoS on the cloud side (AWS IoT Core and Azure IoT Hub take at most 1)."""
+    local_prefix: TopicPrefix = ""
+    """Prepended to the topic in the estate (a topic name without wildcards or spaces, usually ending in /)."""
+    remote_prefix: Optional[TopicPrefix] = None
+    """Prepended to the topic in the cloud; Azure IoT Hub defaults to its device topics."""
+
+
+class BridgeBuffer(Model):
+    """What the bridge keeps on its volume while the cloud is away; past these limits new messages are dropped,
+    counted ($SYS/broker/publish/messages/dropped) and logged."""
+
+    max_queued_messages: int = Field(100_000, ge=100, le=10_000_000)
+    max_queued_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024, le=1 << 40)
+    storage: StorageQuantity = "2Gi"
+    storage_class: Optional[StorageClassName] = None
+    memory_limit: MemoryQuantity = "256Mi"
+    """mosquitto holds its whole queue in memory too (the volume is its snapshot): the limit must hold
+    maxQueuedBytes with room to spare (checked)."""
+
+
+class AwsBridge(Model):
+    provision: bool = True
+    """Create the thing, register its certificate, attach a least-privilege policy and read the data endpoint
+    (pulumi-aws; give it credentials and `aws:region` in the stack file)."""
+
+
+class AzureBridge(Model):
+    hub_name: DnsLabel
+    """The IoT hub's name: <hubName>.azure-devices.net."""
+    auth: Literal["x509", "sas"] = "x509"
+    """x509 (preferred: a certificate per bridge, register its thumbprint on the device) or sas (a token from the
+    device key in the secret `bridge-key-<name>`, renewed by `pulumi up`)."""
+    sas_validity: Duration = "30d"
+    """How long each SAS token lives; `pulumi up` issues a new one once half of it has passed."""
+
+
+class MqttBridge(Model):
+    username: Optional[Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[!-~]+$")]] = None
+    """Remote user name (printable ASCII, no spaces); its password is the secret `bridge-password-<name>`."""
+    tls: bool = True
+    """Plain MQTT is only allowed to a host inside the cluster (*.svc / *.svc.cluster.local)."""
+    protocol_version: Literal["mqttv311", "mqttv50"] = "mqttv311"
+    trust: Literal["system", "estate"] = "system"
+    """Which CAs verify the remote: the image's system CAs, or the estate's own CA (another estate's broker)."""
+
+
+class Bridge(Model):
+    """A bridge from the estate to a cloud endpoint: one workload, one connection, whatever the broker count."""
+
+    name: DnsLabel
+    provider: Literal["aws-iot-core", "azure-iot-hub", "mqtt"]
+    endpoint: Optional[HostName] = None
+    """Host name of the cloud's MQTT endpoint (AWS: optional with aws.provision, which reads the data endpoint;
+    Azure: <hubName>.azure-devices.net by default)."""
+    port: Port = 8883
+    client_id: Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9:_.@$()!,=%'*?-]+$")]
+    """AWS: the thing name; Azure: the device id; mqtt: the client id (one connection per identity)."""
+    keepalive: int = Field(60, ge=5, le=65_535)
+    mappings: list[BridgeMapping] = Field(min_length=1)
+    buffer: BridgeBuffer = BridgeBuffer()
+    aws: Optional[AwsBridge] = None
+    azure: Optional[AzureBridge] = None
+    mqtt: Optional[MqttBridge] = None
+
+
 class Namespace(Model):
     name: NamespaceName = "mqtt"
     create: bool = True
@@ -312,6 +392,8 @@ class Estate(Model):
     pki: Pki = Pki()
     users: list[User] = []
     frontend: Frontend = Frontend()
+    bridges: list[Bridge] = []
+    """Bridges to AWS IoT Core, Azure IoT Hub or another MQTT broker (README, "Edge to cloud")."""
 
     @property
     def preset(self):
@@ -337,9 +419,12 @@ class Estate(Model):
     @property
     def internal_listener(self) -> bool:
         """The brokers' internal mTLS listener: bridges use it between brokers, the frontend for health checks."""
-        return self.clustered or self.frontend_enabled
+        return self.clustered or self.frontend_enabled or bool(self.bridges)
 
 
 TOP_LEVEL_KEYS = tuple(to_camel(k) for k in Estate.model_fields)
 SECRET_KEY_PREFIX = "password-"
 CA_SECRET_KEYS = ("caCertPem", "caKeyPem")
+BRIDGE_PASSWORD_PREFIX = "bridge-password-"
+BRIDGE_KEY_PREFIX = "bridge-key-"
+BRIDGE_SECRET_PREFIXES = (BRIDGE_PASSWORD_PREFIX, BRIDGE_KEY_PREFIX)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from .errors import PROJECT
-from .model import CA_SECRET_KEYS, SECRET_KEY_PREFIX, Estate
+from .model import BRIDGE_KEY_PREFIX, BRIDGE_PASSWORD_PREFIX, CA_SECRET_KEYS, SECRET_KEY_PREFIX, Estate
+
+SECRET_VALUE = {"anyOf": [{"type": "string"}, {"type": "object", "required": ["secure"]}]}
 
 
 def stack_file_schema() -> dict:
@@ -22,9 +24,11 @@ def stack_file_schema() -> dict:
                 "type": "object",
                 "properties": properties,
                 "patternProperties": {
-                    f"^{PROJECT}:{SECRET_KEY_PREFIX}": {"description": "a user's password (secret)",
-                                                        "anyOf": [{"type": "string"},
-                                                                  {"type": "object", "required": ["secure"]}]},
+                    f"^{PROJECT}:{SECRET_KEY_PREFIX}": {"description": "a user's password (secret)", **SECRET_VALUE},
+                    f"^{PROJECT}:{BRIDGE_PASSWORD_PREFIX}": {"description": "an mqtt bridge's remote password (secret)",
+                                                             **SECRET_VALUE},
+                    f"^{PROJECT}:{BRIDGE_KEY_PREFIX}": {"description": "an Azure IoT Hub device key, base64 (secret)",
+                                                        **SECRET_VALUE},
                     f"^(?!{PROJECT}:)[^:]+:": {},
                 },
                 "additionalProperties": False,

@@ -63,7 +63,8 @@ def running_up(command: list[str], cwd: Path, env: dict, connection: Path, stder
             if line.startswith("estate is up"):
                 break
         started = json.loads(connection.read_text())
-        pids += [p["pid"] for p in started["brokers"] + started["frontends"]]
+        pids += [p["pid"] for p in started["brokers"] + started["frontends"] + started.get("bridges", [])]
+        pids += [c["pid"] for c in (started.get("cloud") or {}).values() if c.get("pid")]
         yield proc, lines, pids
     finally:
         if proc.poll() is None:

@@ -504,7 +504,7 @@ def test_hostile_yaml_is_one_clean_line(tmp_path, capsys, text, fragment):
 def test_program_refuses_a_misspelt_namespace_as_pulumi_up_would():
     lines = _program_refuses({"mqtt-estat:broker": json.dumps({"name": "x"})}, [])
     assert lines == ["Pulumi.cli.yaml: config.mqtt-estat:broker: unknown namespace 'mqtt-estat' (use mqtt-estate, "
-                     "or one of pulumi, kubernetes, random, tls)"]
+                     "or one of pulumi, kubernetes, random, tls, aws)"]
 
 
 def test_a_flood_of_problems_is_summed_up(tmp_path, capsys):

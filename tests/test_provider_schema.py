@@ -30,7 +30,7 @@ from tests.harness import run_components
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "schema" / "provider.schema.json"
 REGENERATE = "python3 -m estate schema --provider > schema/provider.schema.json"
-COMPONENTS = ["HaProxyFrontend", "MosquittoBroker", "NfsStorage", "Pki"]
+COMPONENTS = ["CloudBridge", "HaProxyFrontend", "MosquittoBroker", "NfsStorage", "Pki"]
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,8 @@ def test_secret_values_are_marked_and_documented_as_secret(schema):
                 ("resources", "MosquittoBroker", "inputProperties", "serverKeyPem"),
                 ("resources", "HaProxyFrontend", "properties", "statsPassword"),
                 ("types", "BrokerUser", "properties", "password"),
-                ("types", "ClientCertificate", "properties", "keyPem")}
+                ("types", "ClientCertificate", "properties", "keyPem"),
+                ("types", "AzureIotArgs", "properties", "deviceKey"), ("types", "MqttRemoteArgs", "properties", "password")}
     marked = {(section, token.rsplit(":", 1)[1], kind, name)
               for section in ("resources", "types") for token, owner in schema[section].items()
               for kind in ("inputProperties", "properties") for name, prop in owner.get(kind, {}).items()

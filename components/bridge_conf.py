@@ -1,0 +1,241 @@
+"""mosquitto.conf of a cloud bridge workload: one mosquitto, two bridges, one connection per cloud identity.
+
+`connection estate` joins the estate's brokers as an mTLS client and pulls what goes out (and pushes what comes
+in); `connection cloud` holds the single connection to the cloud. The cloud block may carry a password (an Azure
+SAS token, a remote broker's password), so it is written to a file of its own that lives in a Secret and is read
+through `include_dir`; the main file, in a ConfigMap, never holds a credential.
+
+Facts about mosquitto 2.0 relied on here (eclipse/mosquitto v2.0.11):
+- an included file starts with no current bridge (`cur_bridge` is a local of config__read_file_core, src/conf.c),
+  so the cloud file carries its whole `connection` block; `include_dir` reads `*.conf` files in sorted order.
+- a bridge whose local session is kept (`local_cleansession false`) queues what it subscribed to while its
+  remote is away, within max_queued_messages / max_queued_bytes; past them the message is dropped, counted in
+  `$SYS/broker/publish/messages/dropped` (src/sys_tree.c:334-337) and logged at notice level ("Outgoing
+  messages are being dropped for client %s.", src/database.c:472 and 487).
+- bridges are not reloaded on SIGHUP, so a new credential reaches the bridge only by restarting the pod.
+"""
+
+from typing import Optional, Sequence, TypedDict
+
+from typing_extensions import Required
+
+from .cloud_profiles import AWS, AWS_ALPN, AWS_ALPN_PORT, PROFILES
+from .mosquitto_conf import DATA_DIR, HEALTH_ACL, HEALTH_PORT
+
+CONFIG_DIR = "/mosquitto/config"
+ESTATE_CERT_DIR = "/mosquitto/certs"
+CLOUD_DIR = "/mosquitto/cloud"
+"""The cloud Secret: cloud.conf (the `connection cloud` block), the cloud's CA and the cloud identity."""
+CLOUD_CONF = "cloud.conf"
+HEALTH_ACL_FILE = "health.acl"
+BRIDGE_HEALTH_ACL = HEALTH_ACL + "topic read $SYS/broker/publish/#\n"
+"""The probe's uptime topic, and the publish counters (messages/dropped: what overflowed the queue)."""
+PACKET_HEADROOM = 1024
+"""Fixed header, topic and properties on top of a cloud's largest payload (AWS topics are at most 256 bytes)."""
+ESTATE_QOS = 2
+"""Estate <-> bridge is mosquitto to mosquitto: QoS 2, so that leg never duplicates a message."""
+
+
+class BridgeMapping(TypedDict, total=False):
+    """One topic mapping of a bridge (a mosquitto `topic` line)."""
+
+    topic: Required[str]
+    """Topic filter shared by both sides (no spaces)."""
+    direction: str
+    """out (estate to cloud, default), in (cloud to estate) or both."""
+    qos: int
+    """QoS on the cloud side (default 1)."""
+    local_prefix: str
+    """Prepended in the estate (default empty)."""
+    remote_prefix: str
+    """Prepended in the cloud (default empty)."""
+
+
+class BufferLimits(TypedDict, total=False):
+    """What the bridge queues while the cloud is away."""
+
+    max_queued_messages: int
+    """Messages queued for the cloud beyond those in flight (default 100000)."""
+    max_queued_bytes: int
+    """Bytes queued for the cloud (default 64 MiB)."""
+    max_packet_size: int
+    """Largest packet the bridge takes from the estate: the estate's own max_packet_size (default 1 MiB)."""
+
+
+def local_filter(mapping: BridgeMapping) -> str:
+    return mapping.get("local_prefix", "") + mapping["topic"]
+
+
+def remote_filter(mapping: BridgeMapping) -> str:
+    return (mapping.get("remote_prefix") or "") + mapping["topic"]
+
+
+ESTATE_DIRECTION = {"out": "in", "in": "out", "both": "both"}
+"""A mapping's direction towards the cloud, seen from the estate leg (what goes out is pulled in first)."""
+
+
+def _prefix(text: str) -> str:
+    return text if text else '""'
+
+
+def estate_filters(mapping: BridgeMapping, provider: str) -> list[str]:
+    """What the estate leg subscribes to for one mapping. Towards a cloud with a topic-depth limit (AWS IoT Core: 7
+    `/`), a trailing `#` is unrolled into `+` levels up to that depth, so a deeper topic stays in the estate instead
+    of reaching the bridge, where the cloud would refuse it and the QoS 1 retry would block the bridge for ever."""
+    local = local_filter(mapping)
+    slashes = PROFILES[provider].max_topic_slashes
+    if slashes is None or not local.endswith("#"):
+        return [local]
+    remote_fixed = (mapping.get("remote_prefix") or "") + mapping["topic"][:-1]  # up to the `#` level
+    spare = slashes - remote_fixed.count("/")  # further levels the cloud still takes below the fixed part
+    stem = local[:-1]
+    return [stem + "/".join(["+"] * depth) for depth in range(1, spare + 2)]
+
+
+def render_main_conf(identity: str, estate_addresses: Sequence[str], mappings: Sequence[BridgeMapping],
+                     buffer: BufferLimits, provider: str = "mqtt") -> str:
+    """The ConfigMap's mosquitto.conf: global settings, the loopback health listener and the estate bridge."""
+    estate_packet = buffer.get("max_packet_size", 1_048_576)
+    lines = [
+        "# Generated by mqtt-estate: cloud bridge. Changes here roll the bridge pod.",
+        "per_listener_settings true",
+        "log_dest stdout",
+        "log_type error", "log_type warning", "log_type notice", "log_type information",
+        "log_timestamp_format %Y-%m-%dT%H:%M:%S",
+        "connection_messages true",
+        "sys_interval 10",
+        f"max_queued_messages {buffer.get('max_queued_messages', 100_000)}",
+        f"max_queued_bytes {buffer.get('max_queued_bytes', 64 * 1024 * 1024)}",
+        "max_inflight_messages 20",
+        # what the cloud may send in (its largest payload and a topic) and what the estate may send out
+        f"max_packet_size {max(estate_packet, (PROFILES[provider].max_payload or estate_packet) + PACKET_HEADROOM)}",
+        # the bridge pod has no client listener; the estate leg's keepalive is 30 s
+        "max_keepalive 60",
+        # no persistent_client_expiration: with one, a bridge whose remote stays away that long loses its queue
+        # (a disconnected context with a session expiry goes on the expiry list, src/context.c:218-231; without
+        # one, a never-expiring bridge session is not listed at all, src/session_expiry.c:50-56)
+        "persistence true",
+        f"persistence_location {DATA_DIR}/",
+        "autosave_interval 10",
+        "",
+        "# health: loopback only, anonymous read of the uptime topic for the exec probe",
+        f"listener {HEALTH_PORT} 127.0.0.1",
+        "protocol mqtt",
+        "max_connections 8",
+        "allow_anonymous true",
+        f"acl_file {CONFIG_DIR}/{HEALTH_ACL_FILE}",
+        "",
+        "# the estate: one mTLS client of its brokers (the first one alive), with a session they keep",
+        "connection estate",
+        f"address {' '.join(estate_addresses)}",
+        "round_robin false",
+        "bridge_protocol_version mqttv311",
+        "try_private true",
+        "cleansession false",
+        "local_cleansession false",
+        f"remote_clientid {identity}",
+        f"local_clientid {identity}.estate",
+        "notifications false",
+        "keepalive_interval 30",
+        "restart_timeout 1 10",
+        "start_type automatic",
+        f"bridge_cafile {ESTATE_CERT_DIR}/ca.crt",
+        f"bridge_certfile {ESTATE_CERT_DIR}/tls.crt",
+        f"bridge_keyfile {ESTATE_CERT_DIR}/tls.key",
+        "bridge_tls_version tlsv1.2",
+        "bridge_insecure false",
+        # a cloud message bigger than the estate takes is dropped here with a log line (lib/send_publish.c:167-170)
+        # instead of cutting the estate connection, which would retry it for ever
+        f"bridge_max_packet_size {estate_packet}",
+    ]
+    seen = set()
+    for mapping in mappings:
+        direction = ESTATE_DIRECTION[mapping.get("direction", "out")]
+        for pattern in estate_filters(mapping, provider) if direction != "out" else [local_filter(mapping)]:
+            line = f"topic {pattern} {direction} {ESTATE_QOS}"
+            if line not in seen:
+                seen.add(line)
+                lines.append(line)
+    # include_dir last: a `connection` in the included file reallocs the bridge list, so an option of the estate
+    # bridge after it would write through a stale pointer (src/conf.c, config__read_file_core: cur_bridge is a
+    # local, line 732; include_dir reads the directory's `*.conf` files in sorted order)
+    lines += ["", "# the cloud connection (with any credential) is in the cloud Secret", f"include_dir {CLOUD_DIR}"]
+    return "\n".join(lines) + "\n"
+
+
+class CloudConnection(TypedDict, total=False):
+    """What the cloud block says (all plain values: the caller resolves Outputs first)."""
+
+    provider: Required[str]
+    address: Required[str]
+    """host:port."""
+    port: Required[int]
+    client_id: Required[str]
+    identity: Required[str]
+    keepalive: int
+    certificate: bool
+    """Authenticate with the cloud identity's certificate (tls.crt / tls.key in the cloud Secret)."""
+    username: Optional[str]
+    password: Optional[str]
+    tls: bool
+    ca: bool
+    """Verify the cloud with ca.crt from the cloud Secret (else the image's system CAs)."""
+    protocol_version: str
+
+
+def conf_value(value: str, what: str, spaces: bool = False) -> str:
+    """A value for one mosquitto.conf line. A line break or control character would start another option, so it is
+    refused (the message never shows the value: it may be a password). remote_password is read to the end of its
+    line (conf__parse_string: strtok_r(NULL, "", ...), eclipse/mosquitto v2.0.11 src/conf.c:2355-2359), so a SAS
+    token's inner space is kept; elsewhere whitespace is refused too, and so is the empty-prefix marker \"\"."""
+    bad = any(ord(ch) < 32 or ord(ch) == 127 or (ch.isspace() and not spaces) for ch in value)
+    if bad or value != value.strip() or value == '""':
+        raise ValueError(f"{what} contains a line break, a control character or misplaced whitespace, or is \"\" "
+                         "(mosquitto.conf would split or misread the line)")
+    return value
+
+
+def render_cloud_conf(cloud: CloudConnection, mappings: Sequence[BridgeMapping]) -> str:
+    """The `connection cloud` block, with the provider's profile applied (components/cloud_profiles.py)."""
+    profile = PROFILES[cloud["provider"]]
+    for key in ("address", "client_id", "username", "password"):
+        if cloud.get(key):
+            conf_value(str(cloud[key]), key, spaces=key == "password")
+    lines = [
+        "# Generated by mqtt-estate: the single connection to the cloud (in a Secret: it may carry a credential)",
+        "connection cloud",
+        f"address {cloud['address']}",
+        f"bridge_protocol_version {cloud.get('protocol_version') or profile.protocol_version}",
+        f"try_private {'true' if profile.try_private else 'false'}",
+        # the cloud keeps our subscriptions and queues commands while we are away; we keep what goes out
+        "cleansession false",
+        "local_cleansession false",
+        f"remote_clientid {cloud['client_id']}",
+        f"local_clientid {cloud['identity']}.cloud",
+        # no notifications: mosquitto 2.0 sets the bridge's will on $SYS/broker/connection/<id>/state towards the
+        # remote whenever notifications are on, notifications_local_only or not (src/bridge.c:393-430 at v2.0.11,
+        # 400-432 at v2.0.20); AWS IoT Core and Azure IoT Hub refuse a will on a `$` topic outside their own
+        "notifications false",
+        f"keepalive_interval {cloud.get('keepalive', 60)}",
+        "restart_timeout 2 60",
+        "start_type automatic",
+        f"bridge_outgoing_retain {'true' if profile.retain else 'false'}",
+    ]
+    if profile.max_payload:
+        lines.append(f"bridge_max_packet_size {profile.max_payload}")
+    if cloud.get("tls", True):
+        lines.append(f"bridge_cafile {CLOUD_DIR}/ca.crt" if cloud.get("ca", True) else "bridge_capath /etc/ssl/certs")
+        if cloud.get("certificate"):
+            lines += [f"bridge_certfile {CLOUD_DIR}/tls.crt", f"bridge_keyfile {CLOUD_DIR}/tls.key"]
+        lines += ["bridge_tls_version tlsv1.2", "bridge_insecure false"]
+        if cloud["provider"] == AWS and cloud["port"] == AWS_ALPN_PORT:
+            lines.append(f"bridge_alpn {AWS_ALPN}")
+    if cloud.get("username"):
+        lines.append(f"remote_username {cloud['username']}")
+    if cloud.get("password"):
+        lines.append(f"remote_password {cloud['password']}")
+    for mapping in mappings:
+        local, remote = mapping.get("local_prefix", ""), mapping.get("remote_prefix") or ""
+        prefixes = f" {_prefix(local)} {_prefix(remote)}" if local or remote else ""
+        lines.append(f"topic {mapping['topic']} {mapping.get('direction', 'out')} {mapping.get('qos', 1)}{prefixes}")
+    return "\n".join(lines) + "\n"
