@@ -5,7 +5,8 @@ component's argument check (components/arguments.py): both hand over the bridge 
 What each rule prevents is a bridge that looks fine and then flaps or loses messages in production: a QoS 2
 mapping makes AWS IoT Core and Azure IoT Hub close the connection and mosquitto reconnects for ever; a `both`
 mapping to a cloud that echoes a client's own messages (MQTT 3.1.1 has no no-local) sends every message round
-again; an `out` and an `in` filter that overlap do the same through the estate.
+again; two mappings of one direction that overlap send a message twice; an `in` filter in the cloud that covers
+an `out` topic brings every outgoing message back into the estate.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ def problems(bridge: Mapping[str, Any]) -> Iterator[Problem]:
                                    "'-'); AWS IoT Core requires the client id to be the thing name")
         if port not in (8883, AWS_ALPN_PORT):
             yield ("port",), f"{port} is not an AWS IoT Core MQTT port (8883, or 443 with ALPN x-amzn-mqtt-ca)"
+        if not bridge.get("endpoint") and not (bridge.get("aws") or {}).get("provision", True):
+            yield ("endpoint",), ("is required unless aws.provision is true (the data endpoint, as `aws iot "
+                                  "describe-endpoint --endpoint-type iot:Data-ATS` prints)")
     if provider == AZURE:
         if not AZURE_DEVICE_ID.fullmatch(client_id):
             yield ("client_id",), (f"{client_id!r} is not an Azure IoT Hub device id (up to 128 of letters, digits "

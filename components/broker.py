@@ -115,11 +115,18 @@ class MosquittoBrokerArgs(TypedDict, total=False):
     controller; otherwise `pulumi up` waits up to 10 minutes for one."""
 
 
-def exec_probe(period: int, failures: int) -> dict:
+def _exec_probe(period: int, failures: int) -> dict:
     command = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(HEALTH_PORT), "-t", HEALTH_TOPIC,
                "-C", "1", "-W", "4"]  # a random client id: probes never knock each other off
     return {"exec": {"command": command}, "periodSeconds": period, "timeoutSeconds": 5,
             "failureThreshold": failures}
+
+
+def health_probes() -> dict:
+    """Startup, readiness and liveness of a mosquitto container: a read of the uptime topic on its loopback health
+    listener (broker and cloud-bridge pods alike)."""
+    return {"startupProbe": _exec_probe(2, 30), "readinessProbe": _exec_probe(10, 3),
+            "livenessProbe": _exec_probe(20, 3)}
 
 
 class MosquittoBroker(pulumi.ComponentResource):
@@ -243,9 +250,7 @@ class MosquittoBroker(pulumi.ComponentResource):
             + ([{"name": INTERNAL_PORT_NAME, "containerPort": internal_port, "protocol": "TCP"}] if internal_port else []),
             "resources": container_resources(args.get("resources"), RESOURCES),
             "securityContext": RESTRICTED_CONTAINER,
-            "startupProbe": exec_probe(2, 30),
-            "readinessProbe": exec_probe(10, 3),
-            "livenessProbe": exec_probe(20, 3),
+            **health_probes(),
             "volumeMounts": [
                 {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                 {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True},

@@ -33,7 +33,7 @@ from .bridge_conf import (BRIDGE_HEALTH_ACL, CLOUD_CONF, CLOUD_DIR, CONFIG_DIR, 
 from .cloud_profiles import AWS, AWS_PROFILE, AZURE, BRIDGE_APP, MQTT, PROVIDER_LABEL, azure_host
 from .kube import (RESTRICTED_CONTAINER, ContainerResources, container_resources, content_hash, labels,
                    restricted_pod, selector)
-from .broker import exec_probe
+from .broker import health_probes
 from .mosquitto_conf import DATA_DIR
 from .pki import ClientCertificate
 
@@ -289,9 +289,7 @@ class CloudBridge(pulumi.ComponentResource):
             "command": ["mosquitto", "-c", f"{CONFIG_DIR}/mosquitto.conf"],
             "resources": container_resources(resources, RESOURCES),
             "securityContext": RESTRICTED_CONTAINER,
-            "startupProbe": exec_probe(2, 30),
-            "readinessProbe": exec_probe(10, 3),
-            "livenessProbe": exec_probe(20, 3),
+            **health_probes(),
             "volumeMounts": [
                 {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                 {"name": "estate-tls", "mountPath": ESTATE_CERT_DIR, "readOnly": True},

@@ -591,7 +591,6 @@ def _bridges(estate: Estate, secrets: Mapping[str, Optional[str]]) -> Issues:
     users = {u.name for u in estate.users}
     limit = estate.broker.limits.max_packet_size
     own_names = {name.lower() for name in server_names(estate)}
-    duration_seconds = grammar.duration_seconds
     for i, bridge in enumerate(estate.bridges):
         loc = ["bridges", i]
         repeated = already_used(loc + ["name"], bridge.name, seen_names, f"bridges[{i}]", "names")
@@ -614,20 +613,17 @@ def _bridges(estate: Estate, secrets: Mapping[str, Optional[str]]) -> Issues:
                                                   "at the same endpoint too: the cloud keeps one connection per client "
                                                   "id and would drop them in turn, for ever")
         seen_identities.setdefault(key, i)
+        wanted = {"aws-iot-core": "aws", "azure-iot-hub": "azure", "mqtt": "mqtt"}[bridge.provider]
         for section in ("aws", "azure", "mqtt"):
-            wanted = {"aws-iot-core": "aws", "azure-iot-hub": "azure", "mqtt": "mqtt"}[bridge.provider]
             if getattr(bridge, section) is not None and section != wanted:
                 yield ConfigIssue(loc + [section], f"has no effect with provider {bridge.provider} (use {wanted})")
         if bridge.provider == "azure-iot-hub" and bridge.azure is None:
             yield ConfigIssue(loc + ["azure"], "is required with provider azure-iot-hub (at least hubName)")
             continue
-        if bridge.provider == "aws-iot-core" and not bridge.endpoint and not (bridge.aws.provision if bridge.aws else True):
-            yield ConfigIssue(loc + ["endpoint"], "is required unless aws.provision is true (the data endpoint, "
-                                                  "as `aws iot describe-endpoint --endpoint-type iot:Data-ATS` prints)")
         if bridge.endpoint and bridge.endpoint.lower().rstrip(".") in own_names:
             yield ConfigIssue(loc + ["endpoint"], f"{bridge.endpoint} is this estate: every message would come back "
                                                   "in and go out again, for ever")
-        if bridge.azure is not None and duration_seconds(bridge.azure.sas_validity) < MIN_SAS_VALIDITY:
+        if bridge.azure is not None and grammar.duration_seconds(bridge.azure.sas_validity) < MIN_SAS_VALIDITY:
             yield ConfigIssue(loc + ["azure", "sasValidity"],
                               f"{bridge.azure.sas_validity} is too short: a token is renewed only by `pulumi up` "
                               "once half of it has passed (use at least 2d)")

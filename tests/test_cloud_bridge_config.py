@@ -201,5 +201,13 @@ def test_component_arguments_refuse_sas_without_a_key():
     assert any("args.azure.device_key: is required with auth sas" in line for line in lines), lines
 
 
+def test_component_arguments_refuse_aws_without_provisioning_or_endpoint():
+    """Without either the bridge would dial `None:8883`; the stack check and the component share the rule."""
+    args = _args(aws={"provision": False})
+    del args["endpoint"]
+    lines = problems("CloudBridge", "mosquitto-cloud-aws", args, CloudBridgeArgs)
+    assert any("args.endpoint: is required unless aws.provision is true" in line for line in lines), lines
+
+
 def test_component_arguments_accept_a_good_bridge():
     assert problems("CloudBridge", "mosquitto-cloud-aws", _args(), CloudBridgeArgs) == []
