@@ -209,6 +209,9 @@ def render_cloud_conf(cloud: CloudConnection, mappings: Sequence[BridgeMapping])
     if profile.max_payload:
         lines.append(f"bridge_max_packet_size {profile.max_payload}")
     if cloud.get("tls", True):
+        # system trust: the image installs Alpine's ca-certificates (eclipse/mosquitto v2.0.20
+        # docker/2.0/Dockerfile:92-95, v2.0.11 :109-110); /etc/ssl/certs is that package's directory, which was not
+        # read here (no Alpine source at hand)
         lines.append(f"bridge_cafile {CLOUD_DIR}/ca.crt" if cloud.get("ca", True) else "bridge_capath /etc/ssl/certs")
         if cloud.get("certificate"):
             lines += [f"bridge_certfile {CLOUD_DIR}/tls.crt", f"bridge_keyfile {CLOUD_DIR}/tls.key"]
