@@ -602,9 +602,19 @@ def _cloud_bridge(name: str, args: Mapping) -> Issues:
         yield ConfigIssue(("azure", "device_key"), "is required with auth sas (the device's primary key, base64)")
 
 
+def _monitoring(name: str, args: Mapping) -> Issues:
+    from .monitoring_rules import problems as monitoring_problems
+    for key, message in monitoring_problems(_get(args, "scrape_interval", "30s"), _get(args, "alert_after", "1m"),
+                                            _get(args, "selector_labels", {}) or {},
+                                            _get(args, "runbook_url", "https://")):
+        yield ConfigIssue((key,), message)
+    if _get(args, "broker_replicas", 1) < 1:
+        yield ConfigIssue(("broker_replicas",), "must be at least 1")
+
+
 CROSS: dict[str, Callable[[str, Mapping], Issues]] = {
     "MosquittoBroker": _broker, "HaProxyFrontend": _frontend, "NfsStorage": _nfs, "Pki": _pki,
-    "CloudBridge": _cloud_bridge}
+    "CloudBridge": _cloud_bridge, "MonitoringStack": _monitoring}
 """Each component's cross-field rules; they run once every value has its type and grammar."""
 NAMES: dict[str, Check] = {
     "MosquittoBroker": lambda name: grammar.dns_1035_label(name, STATEFULSET_NAME_MAX),

@@ -20,7 +20,7 @@ from typing import Optional, Sequence, TypedDict
 from typing_extensions import Required
 
 from .cloud_profiles import AWS, AWS_ALPN, AWS_ALPN_PORT, PROFILES
-from .mosquitto_conf import COMMON_GLOBALS, DATA_DIR, HEALTH_ACL, bridge_mtls, health_listener
+from .mosquitto_conf import COMMON_GLOBALS, DATA_DIR, bridge_mtls, bridge_notifications, health_listener
 
 CONFIG_DIR = "/mosquitto/config"
 ESTATE_CERT_DIR = "/mosquitto/certs"
@@ -28,8 +28,7 @@ CLOUD_DIR = "/mosquitto/cloud"
 """The cloud Secret: cloud.conf (the `connection cloud` block), the cloud's CA and the cloud identity."""
 CLOUD_CONF = "cloud.conf"
 HEALTH_ACL_FILE = "health.acl"
-BRIDGE_HEALTH_ACL = HEALTH_ACL + "topic read $SYS/broker/publish/#\n"
-"""The probe's uptime topic, and the publish counters (messages/dropped: what overflowed the queue)."""
+"""The health listener's ACL file (mosquitto_conf.HEALTH_ACL: the probe's uptime, the exporter's `$SYS` tree)."""
 PACKET_HEADROOM = 1024
 """Fixed header, topic and properties on top of a cloud's largest payload (AWS topics are at most 256 bytes)."""
 ESTATE_QOS = 2
@@ -124,7 +123,7 @@ def render_main_conf(identity: str, estate_addresses: Sequence[str], mappings: S
         "local_cleansession false",
         f"remote_clientid {identity}",
         f"local_clientid {identity}.estate",
-        "notifications false",
+        *bridge_notifications("estate"),
         "keepalive_interval 30",
         "restart_timeout 1 10",
         "start_type automatic",
@@ -197,10 +196,9 @@ def render_cloud_conf(cloud: CloudConnection, mappings: Sequence[BridgeMapping])
         "local_cleansession false",
         f"remote_clientid {cloud['client_id']}",
         f"local_clientid {cloud['identity']}.cloud",
-        # no notifications: mosquitto 2.0 sets the bridge's will on $SYS/broker/connection/<id>/state towards the
-        # remote whenever notifications are on, notifications_local_only or not (src/bridge.c:393-430 at v2.0.11,
-        # 400-432 at v2.0.20); AWS IoT Core and Azure IoT Hub refuse a will on a `$` topic outside their own
-        "notifications false",
+        # local notifications only: AWS IoT Core and Azure IoT Hub refuse a will or a publish on a `$` topic outside
+        # their own, and with notifications_local_only the remote gets neither (mosquitto_conf.bridge_notifications)
+        *bridge_notifications("cloud"),
         f"keepalive_interval {cloud.get('keepalive', 60)}",
         "restart_timeout 2 60",
         "start_type automatic",

@@ -33,6 +33,7 @@ from .password_logins import password_context, password_logins
 from .passwords import password_file
 from .client_bundles import COMPONENT as BUNDLE_COMPONENT
 from .client_bundles import client_bundles
+from .exporter_sidecar import ExporterSidecar, sidecar_parts
 from .pki import ClientCertificate
 from .users import AclRule, BrokerUser
 
@@ -110,6 +111,8 @@ class MosquittoBrokerArgs(TypedDict, total=False):
     """Pre-provisioned volumes (NfsStorage): claims bind by name, so no storage class is used."""
     internal_listener: bool
     """Open the internal mTLS listener even with one broker (a frontend health-checks it); clustered: always."""
+    exporter: Optional[ExporterSidecar]
+    """A mosquitto-exporter sidecar in every broker pod (absent: none); MonitoringStack scrapes it."""
     skip_await: bool
     """Do not wait for a LoadBalancer address (`pulumi.com/skipAwait`), for clusters without a load-balancer
     controller; otherwise `pulumi up` waits up to 10 minutes for one."""
@@ -288,6 +291,11 @@ class MosquittoBroker(pulumi.ComponentResource):
         else:
             volumes.append({"name": "data", "emptyDir": {}})
 
+        sidecars, sidecar_volumes = sidecar_parts(
+            args.get("exporter"),
+            [(tls_secret.metadata["name"], {"server-certificate": "tls.crt", "ca-certificate": "ca.crt"})],
+            SECRET_FILE_MODE)
+        volumes += sidecar_volumes
         pod_annotations = {"mqtt-estate.io/config-hash": conf_hash, "mqtt-estate.io/auth-hash": auth_hash,
                            "mqtt-estate.io/tls-hash": tls_hash}
         k8s.apps.v1.StatefulSet(
@@ -317,7 +325,7 @@ class MosquittoBroker(pulumi.ComponentResource):
                         "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
                                                        "whenUnsatisfiable": "ScheduleAnyway",
                                                        "labelSelector": {"matchLabels": sel}}],
-                        "containers": [container],
+                        "containers": [container, *sidecars],
                         "volumes": volumes,
                     },
                 },

@@ -26,7 +26,7 @@ from typing_extensions import Required
 
 from . import azure_sas
 from .arguments import check_arguments
-from .bridge_conf import (BRIDGE_HEALTH_ACL, CLOUD_CONF, CLOUD_DIR, CONFIG_DIR, ESTATE_CERT_DIR, HEALTH_ACL_FILE,
+from .bridge_conf import (CLOUD_CONF, CLOUD_DIR, CONFIG_DIR, ESTATE_CERT_DIR, HEALTH_ACL_FILE,
                           BridgeMapping,
                           BufferLimits, CloudConnection, local_filter, remote_filter, render_cloud_conf,
                           render_main_conf)
@@ -34,7 +34,8 @@ from .cloud_profiles import AWS, AWS_PROFILE, AZURE, BRIDGE_APP, MQTT, PROVIDER_
 from .kube import (RESTRICTED_CONTAINER, ContainerResources, container_resources, content_hash, labels,
                    restricted_pod, selector)
 from .broker import health_probes
-from .mosquitto_conf import DATA_DIR
+from .exporter_sidecar import ExporterSidecar, sidecar_parts
+from .mosquitto_conf import DATA_DIR, HEALTH_ACL
 from .pki import ClientCertificate
 
 APP = BRIDGE_APP
@@ -127,6 +128,8 @@ class CloudBridgeArgs(TypedDict, total=False):
     """Azure IoT Hub settings."""
     mqtt: Optional[MqttRemoteArgs]
     """Generic MQTT settings."""
+    exporter: Optional[ExporterSidecar]
+    """A mosquitto-exporter sidecar (absent: none); MonitoringStack scrapes it."""
 
 
 class CloudBridge(pulumi.ComponentResource):
@@ -159,10 +162,10 @@ class CloudBridge(pulumi.ComponentResource):
         username, password, self.sas_token_expires_at = self._credentials(name, args)
 
         main_conf = render_main_conf(name, args["estate_addresses"], mappings, args.get("buffer", {}), provider)
-        config_hash = content_hash(main_conf, BRIDGE_HEALTH_ACL)
+        config_hash = content_hash(main_conf, HEALTH_ACL)
         config_map = k8s.core.v1.ConfigMap(
             f"{name}-config", metadata=meta(f"{name}-config-{config_hash[:10]}"),
-            data={"mosquitto.conf": main_conf, HEALTH_ACL_FILE: BRIDGE_HEALTH_ACL}, opts=child)
+            data={"mosquitto.conf": main_conf, HEALTH_ACL_FILE: HEALTH_ACL}, opts=child)
 
         port = args.get("port", 8883)
         remote = args.get("mqtt") or {}
@@ -198,8 +201,14 @@ class CloudBridge(pulumi.ComponentResource):
             identity_cert["cert_pem"] if identity_cert else "", args["estate_certificate"]["cert_pem"],
             args["ca_cert_pem"]).apply(lambda parts: content_hash(*[str(p) for p in parts])))
 
+        sources = [(estate_secret.metadata["name"], {"estate-certificate": "tls.crt", "ca-certificate": "ca.crt"})]
+        if identity_cert is not None:
+            sources.append((cloud_secret.metadata["name"], {"cloud-certificate": "tls.crt"}))
+        sas = (args.get("azure") or {}).get("auth") == "sas"
+        sidecar = sidecar_parts(args.get("exporter"), sources, SECRET_FILE_MODE,
+                                [("sas-token", self.sas_token_expires_at)] if sas else [])
         self._workload(name, ns, args, meta, sel, config_map, cloud_secret, estate_secret, config_hash,
-                       rollout_hash, child)
+                       rollout_hash, sidecar, child)
         self._network_policy(name, args, meta, sel, port, child)
 
         self.endpoint = pulumi.Output.from_input(endpoint)
@@ -280,7 +289,7 @@ class CloudBridge(pulumi.ComponentResource):
 
     @staticmethod
     def _workload(name, ns, args, meta, sel, config_map, cloud_secret, estate_secret, config_hash, rollout_hash,
-                  child) -> None:
+                  sidecar, child) -> None:
         resources = dict(args.get("resources") or {})
         container = {
             "name": "mosquitto",
@@ -318,8 +327,8 @@ class CloudBridge(pulumi.ComponentResource):
                         "automountServiceAccountToken": False,
                         "securityContext": restricted_pod(MOSQUITTO_UID),
                         "terminationGracePeriodSeconds": 30,
-                        "containers": [container],
-                        "volumes": [
+                        "containers": [container, *sidecar[0]],
+                        "volumes": sidecar[1] + [
                             {"name": "config", "configMap": {"name": config_map.metadata["name"],
                                                              "defaultMode": SECRET_FILE_MODE}},
                             {"name": "estate-tls", "secret": {"secretName": estate_secret.metadata["name"],

@@ -94,6 +94,8 @@ class HaProxyFrontend(pulumi.ComponentResource):
     """The Service clients connect to."""
     stats_password: pulumi.Output[str]
     """Password of the `stats` user of the stats and Prometheus page (secret)."""
+    stats_secret_name: pulumi.Output[str]
+    """The Secret holding that user's `username` and `password` (a PodMonitor's basicAuth reads it)."""
     endpoints: Mapping[str, str]
     """Each port's in-cluster URL, by port name."""
 
@@ -109,6 +111,7 @@ class HaProxyFrontend(pulumi.ComponentResource):
 
         config_map, cfg_hash = self._config(args, replicas)
         stats = self._stats_credentials()
+        self.stats_secret_name = stats.metadata["name"]
         check_tls, certs_hash = self._check_tls(args)
         self._services(args)
         container = frontend_container(args.get("image", "haproxy:2.8.16"), args["ports"], args.get("resources"))

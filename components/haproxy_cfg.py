@@ -24,6 +24,8 @@ from .mqtt_wire import connect_packet
 CFG_DIR = "/usr/local/etc/haproxy"
 CERT_DIR = "/usr/local/etc/haproxy/certs"
 STATS_PORT = 8404
+STATS_USERS = "stats_users"
+"""The userlist of the stats page and the Prometheus endpoint: one user, from the stats Secret."""
 PEER_PORT = 10000
 CHECK_CLIENT_ID = ""
 """Empty: the broker assigns a fresh id, so checks from several replicas never take over each other's session."""
@@ -208,14 +210,23 @@ def render_haproxy_cfg(s: HaProxySettings) -> str:
     lines += [f"    peer {peer.split('.')[0]} {peer}:{PEER_PORT}" for peer in s["peers"]]
     lines += [
         "",
+        f"userlist {STATS_USERS}",
+        # the credentials come from the mounted Secret through the environment (haproxy_start.sh); HAProxy
+        # expands "$VAR" inside double quotes anywhere in its configuration (doc/configuration.txt, section 2.3)
+        '    user "$STATS_USER" insecure-password "$STATS_PASSWORD"',
+        "",
         "frontend stats",
         "    mode http",
         f"    bind :{STATS_PORT}",
+        # Every request needs the credentials, the Prometheus endpoint's too: `use-service` answers during the
+        # http-request rules, before `stats auth` would be looked at, so with `stats auth` alone /metrics was
+        # open to anyone who reached the port (measured with HAProxy 2.6: 200 without credentials). The auth
+        # rule comes first, so it runs first (rules run in the order written).
+        f"    http-request auth realm stats unless {{ http_auth({STATS_USERS}) }}",
         "    http-request use-service prometheus-exporter if { path /metrics }",
         "    stats enable",
         "    stats uri /stats",
         "    stats refresh 10s",
-        f"    stats auth \"$STATS_USER\":\"$STATS_PASSWORD\"",
     ]
     lines += _health_backend(s)
     flood = s.get("flood") or {}

@@ -26,7 +26,8 @@
 # Dockerfile; none is recorded for 2.8.16). socat came to the image only after 2.8.16 (commit 3fc3329).
 #
 # The stats credentials come from the mounted Secret (STATS_AUTH_DIR) into HAProxy's environment, where the
-# configuration reads them (`stats auth "$STATS_USER":"$STATS_PASSWORD"`); the pod spec carries no secret.
+# configuration reads them (the stats userlist: `user "$STATS_USER" insecure-password "$STATS_PASSWORD"`); the pod
+# spec carries no secret.
 #
 # Hooks for tests on one machine: HAPROXY_CFG, HAPROXY_RUN_DIR, PEER_WAIT_SECONDS, PEER_RECHECK_SECONDS, and
 # PEER_RESOLVER, a command printing getent-style lines ("address name...") for a name (default: getent hosts).

@@ -38,13 +38,14 @@ from .. import __version__
 from .arguments import ComponentArgumentsError
 from .broker import MosquittoBroker
 from .cloud_bridge import CloudBridge
+from .monitoring import MonitoringStack
 from .haproxy import HaProxyFrontend
 from .nfs import NfsStorage
 from .pki import Pki
 
 PACKAGE = "mqtt-estate"
 """The package name: type tokens are `mqtt-estate:index:<Component>`, as the components register themselves."""
-COMPONENTS = [MosquittoBroker, HaProxyFrontend, NfsStorage, Pki, CloudBridge]
+COMPONENTS = [MosquittoBroker, HaProxyFrontend, NfsStorage, Pki, CloudBridge, MonitoringStack]
 
 
 class EstateComponentProvider(ComponentProvider):

@@ -8,6 +8,7 @@ Exit 0 ok, 2 configuration error, 3 mandatory policy violation, 1 anything else.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -61,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--config", type=Path)
     up.add_argument("--out", type=Path)
     up.add_argument("--smoke", action="store_true", help="run the smoke suite, then stop")
+    up.add_argument("--monitoring", action="store_true",
+                    help="also run Prometheus with the rendered PodMonitors and PrometheusRule (needs `prometheus`)")
     _program_flag(up)
     _policy_flags(up)
 
@@ -196,7 +199,8 @@ def _up_with(args) -> int:
     if result is None:
         return EXIT_POLICY
     print(f"rendered {len(result.objects)} Kubernetes objects to {result.out}")
-    with LocalEstate(result, _program(args).local_dir.resolve(), control_plane=args.control_plane) as local:
+    with LocalEstate(result, _program(args).local_dir.resolve(), control_plane=args.control_plane) as local, \
+            _local_prometheus(args, result, local) as prometheus:
         path = local.write_connection_file()
         for proc in local.processes:
             for lst in proc.listeners:
@@ -204,6 +208,10 @@ def _up_with(args) -> int:
         for standin in local.standins:
             print(f"  {standin.bridge:<22} {'cloud stand-in':<16} {standin.describe()['url']} "
                   f"(test tap mqtt://127.0.0.1:{standin.tap_port})")
+        for exporter in local.exporters:
+            print(f"  {exporter.pod:<22} {'metrics':<16} http://127.0.0.1:{exporter.health_port}/metrics")
+        if prometheus is not None:
+            print(f"prometheus: {prometheus.url} (alerts: {prometheus.url}/alerts)")
         print(f"connection file: {path}")
         if args.smoke:
             return _smoke(json.loads(path.read_text()))
@@ -216,6 +224,24 @@ def _up_with(args) -> int:
         except KeyboardInterrupt:
             print("stopping")
             return EXIT_OK
+
+
+@contextlib.contextmanager
+def _local_prometheus(args, result, local):
+    """A real Prometheus over the local estate with `--monitoring` (estate/prometheus_local.py), else None."""
+    if not args.monitoring:
+        yield None
+        return
+    from .engine import EngineError
+    from .local import free_port
+    from .prometheus_local import LocalPrometheus
+
+    if not any(obj["kind"] == "PodMonitor" for obj in result.objects):
+        raise EngineError(["--monitoring: the program rendered no PodMonitor (set mqtt-estate:monitoring.enabled: "
+                           "true in the stack file)"])
+    with LocalPrometheus(result.objects, local.brokers + local.bridges + local.frontends,
+                         local.workdir / "prometheus", free_port(local.taken_ports)) as prometheus:
+        yield prometheus
 
 
 def _smoke(connection: dict) -> int:

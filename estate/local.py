@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .haproxy_files import frontend_ports, rewrite_haproxy_cfg
+from .local_exporters import exporter_container, local_command, package_path
 from .haproxy_runtime import server_states
 from .mounts import rewrite_paths
 from .manifests import object_data, pod_files, workloads
@@ -79,7 +80,7 @@ def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float =
 class LocalProcess:
     pod: str
     kind: str
-    """broker, bridge (a cloud bridge's pod) or frontend"""
+    """broker, bridge (a cloud bridge's pod), frontend or exporter (the sidecar of a broker or bridge pod)"""
     directory: Path
     process: subprocess.Popen | None = None
     listeners: list[dict] = field(default_factory=list)
@@ -88,9 +89,18 @@ class LocalProcess:
     """pod port -> local port"""
     command: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    """The pod's labels (a PodMonitor selects by them)."""
+    named_ports: dict[str, int] = field(default_factory=dict)
+    """The pod's named container ports -> local port, sidecars' included (a PodMonitor names its port)."""
+    containers: dict[str, str] = field(default_factory=dict)
+    """Port name -> the container that declares it."""
     server_name: str = ""
     """The name clients use for this pod's listeners in the cluster (its client Service, or the pod's own DNS
     name); local clients dial 127.0.0.1 but verify the certificate against this name."""
+
+    def container_of(self, port_name: str) -> str:
+        return self.containers.get(port_name, "")
 
 
 def local_workloads(objects: list[dict]) -> list[dict]:
@@ -268,6 +278,8 @@ class LocalEstate:
         """RLIMIT_NOFILE (soft, hard) each broker process starts with, as a runtime would hand it (None: ours)."""
         self.brokers: list[LocalProcess] = []
         self.frontends: list[LocalProcess] = []
+        self.exporters: list[LocalProcess] = []
+        """The exporter sidecars of broker and bridge pods (pod name as the pod they sit in)."""
         # Pod directories live in a fresh directory under the system temp dir: when run as root, mosquitto
         # drops to its own user, which must be able to reach them (a 0700 parent such as pytest's would not do).
         self.pods_dir: Path | None = None
@@ -279,7 +291,7 @@ class LocalEstate:
 
     @property
     def processes(self) -> list[LocalProcess]:
-        return self.brokers + self.bridges + self.frontends
+        return self.brokers + self.bridges + self.frontends + self.exporters
 
     def __enter__(self) -> "LocalEstate":
         try:
@@ -307,6 +319,7 @@ class LocalEstate:
                 env = {"POD_NAME": pod}
                 kind = "frontend" if is_frontend else "bridge" if is_bridge else "broker"
                 proc = LocalProcess(pod, kind, self.pods_dir / pod, env=env,
+                                    labels=dict(workload["spec"]["template"]["metadata"].get("labels") or {}),
                                     server_name=_service_dns(workload, objects) if is_frontend
                                     else _pod_dns(workload, ordinal))
                 if is_frontend:
@@ -316,6 +329,9 @@ class LocalEstate:
                     conf_path = _expand(_broker_conf_arg(container), env)
                     pod_ports = [lst.port for lst in parse_listeners(files[conf_path][0])]
                 proc.ports = {port: free_port(self.taken_ports) for port in pod_ports}
+                proc.named_ports = {p["name"]: proc.ports[p["containerPort"]] for p in container.get("ports", [])
+                                    if p.get("name") and p["containerPort"] in proc.ports}
+                proc.containers = {name: container["name"] for name in proc.named_ports}
                 for port, local in proc.ports.items():
                     addresses[(_pod_dns(workload, ordinal), port)] = local
                 plans.append((proc, workload, container, files))
@@ -344,6 +360,10 @@ class LocalEstate:
         for proc, workload, container, files in plans:
             if proc.kind == "frontend":
                 self._start_frontend(proc, workload, container, files, addresses)
+        for proc, workload, container, files in plans:
+            sidecar = exporter_container(workload)
+            if sidecar is not None and proc.kind in ("broker", "bridge"):
+                self._start_exporter(proc, sidecar)
         for proc in self.processes:
             for listener in proc.listeners:
                 listener["server_name"] = proc.server_name
@@ -409,6 +429,19 @@ class LocalEstate:
                 continue
             proc.listeners.append(self._listener(lst.name, proc.ports[lst.port], lst.port, lst.protocol, lst.tls,
                                                  lst.mtls, lst.settings.get("allow_anonymous") == "true"))
+
+    def _start_exporter(self, pod: LocalProcess, container: dict) -> None:
+        """The pod's exporter sidecar, reading the pod's health listener (estate/local_exporters.py)."""
+        port = free_port(self.taken_ports)
+        for declared in container.get("ports", []):
+            pod.named_ports[declared["name"]] = port
+            pod.containers[declared["name"]] = container["name"]
+        proc = LocalProcess(pod.pod, "exporter", pod.directory / "exporter", labels=pod.labels,
+                            named_ports={"metrics": port}, health_port=port)
+        proc.command = local_command(container, pod.health_port, port, pod.directory)
+        proc.env = package_path({})
+        self._launch(proc)
+        wait_for_port(port, proc.process, proc.directory / "process.log")
 
     def _plan_standin(self, proc: LocalProcess, workload: dict, files: dict) -> CloudStandin:
         """The local stand-in for the cloud a bridge pod dials, its files written (estate/cloud_standins.py)."""
@@ -521,16 +554,18 @@ class LocalEstate:
         self._kind_list(proc).append(proc)
 
     def _kind_list(self, proc: LocalProcess) -> list[LocalProcess]:
-        return {"broker": self.brokers, "bridge": self.bridges, "frontend": self.frontends}[proc.kind]
+        return {"broker": self.brokers, "bridge": self.bridges, "frontend": self.frontends,
+                "exporter": self.exporters}[proc.kind]
 
     def kill(self, pod: str) -> None:
-        """kill -9 one pod's process (failover tests)."""
-        proc = next(p for p in self.processes if p.pod == pod)
+        """kill -9 one pod's main process (failover tests); its sidecars live on, as in a pod whose container
+        crashed."""
+        proc = next(p for p in self.processes if p.pod == pod and p.kind != "exporter")
         proc.process.kill()
         proc.process.wait()
 
     def restart(self, pod: str) -> None:
-        proc = next(p for p in self.processes if p.pod == pod)
+        proc = next(p for p in self.processes if p.pod == pod and p.kind != "exporter")
         self._kind_list(proc).remove(proc)
         self._launch(proc)
         if proc.health_port:
@@ -594,6 +629,8 @@ class LocalEstate:
             "brokers": [describe(p) for p in self.brokers],
             "frontends": [describe(p) for p in self.frontends],
             "bridges": [describe(p) for p in self.bridges],
+            "exporters": [{"pod": p.pod, "url": f"http://127.0.0.1:{p.health_port}/metrics",
+                           "log": str(p.directory / "process.log")} for p in self.exporters],
             "cloud": {s.bridge: s.describe() for s in self.standins},
             "entry": entry.pod if entry else None,
             "listeners": entry.listeners if entry else [],

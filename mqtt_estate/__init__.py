@@ -12,7 +12,7 @@ not pay for importing pulumi-kubernetes.
 
 In a wheel, setuptools' package-dir (pyproject.toml) puts the repository's components/, stacks/, estate/ and
 policy/ folders under this package. In a source checkout they stay at the repository root, beside this folder:
-`_map_checkout` registers exactly those four as this package's subpackages, so the Pulumi program, the CrossGuard
+`_map_checkout` registers exactly those five as this package's subpackages, so the Pulumi program, the CrossGuard
 pack, the provider and the tests all run from the checkout without installing it, and nothing else at the root
 (tests/, bench/, the program's own __main__.py) becomes part of the package.
 """
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Optional
 __version__ = "0.1.0"
 """The one place the version is written: pyproject.toml reads it from here, and so does the provider's schema."""
 
-SUBPACKAGES = ("components", "stacks", "estate", "policy")
+SUBPACKAGES = ("components", "stacks", "estate", "policy", "exporter")
 
 
 def _checkout() -> Optional[Path]:
@@ -67,6 +67,11 @@ PUBLIC = {
     "PkiArgs": "components.pki",
     "CloudBridge": "components.cloud_bridge",
     "CloudBridgeArgs": "components.cloud_bridge",
+    "MonitoringStack": "components.monitoring",
+    "MonitoringStackArgs": "components.monitoring",
+    "MonitoredBridge": "components.monitoring",
+    "MonitoredFrontend": "components.monitoring",
+    "ExporterSidecar": "components.exporter_sidecar",
     # the argument types inside those (TypedDicts: plain dicts at run time; the provider schema's types)
     "AclRule": "components.users",
     "AwsIotArgs": "components.cloud_bridge",

@@ -174,10 +174,12 @@ def profile_problems(provider: str, bridge: Mapping[str, list]) -> Iterator[str]
         if _flag(bridge, "try_private", True) is not False:
             yield (f"try_private is not false: {profile.label} is not mosquitto and does not understand the bridge "
                    "flag in the CONNECT protocol version")
-        if _flag(bridge, "notifications", True) is not False:
-            yield (f"notifications is not false: mosquitto 2.0 sets the bridge's will on $SYS/broker/connection/"
-                   f"<client id>/state towards the remote (src/bridge.c:393-430 at v2.0.11), which {profile.label} "
-                   "refuses")
+        if _flag(bridge, "notifications", True) is not False \
+                and _flag(bridge, "notifications_local_only", False) is not True:
+            yield (f"notifications go to the remote: mosquitto 2.0 then publishes $SYS/broker/connection/<client id>/"
+                   f"state there and puts it in the CONNECT as a will (src/bridge.c:503-508, lib/send_connect.c:107 "
+                   f"at v2.0.11), which {profile.label} refuses; set notifications_local_only true or notifications "
+                   "false")
     if not profile.retain and _flag(bridge, "bridge_outgoing_retain", True) is not False:
         yield (f"bridge_outgoing_retain is not false: {profile.label} does not take retained messages from the "
                "bridge")

@@ -54,12 +54,24 @@ def maxconn(props, _cfg):
 
 
 def stats_auth(props, _cfg):
+    """The stats frontend answers only with credentials, which come from a Secret through the environment: a
+    userlist whose user and password are environment variables, and an `http-request auth` rule before anything
+    else answers (the Prometheus endpoint's `use-service` runs during the http-request rules, so `stats auth`
+    alone does not cover /metrics)."""
     text = object_data(props).get("haproxy.cfg") or ""
+    stats = _sections(text).get("frontend stats")
+    if stats is None:
+        return
     for line in text.splitlines():
-        if line.strip().startswith("stats auth") and not re.search(r'"\$\w+":"\$\w+"', line):
+        words = line.split()
+        if words[:1] == ["user"] and not re.fullmatch(r'user "\$\w+" insecure-password "\$\w+"', line.strip()):
             yield "stats credentials are written in the config; take them from a Secret through the environment"
-    if "stats enable" in text and "stats auth" not in text:
-        yield "stats page has no authentication"
+        if words[:2] == ["stats", "auth"]:
+            yield "stats auth does not cover the Prometheus endpoint; use a userlist and `http-request auth`"
+    rules = [line for line in stats if line.startswith("http-request")]
+    if not rules or not re.fullmatch(r"http-request auth( realm \S+)? unless \{ http_auth\(\S+\) \}", rules[0]):
+        yield "the stats and metrics endpoint has no authentication (its first http-request rule must be " \
+              "`http-request auth ... unless { http_auth(<userlist>) }`)"
 
 
 def passthrough(resources, _cfg):

@@ -19,6 +19,7 @@ from ..components.haproxy import APP as FRONTEND_APP
 from ..components.haproxy import HaProxyFrontend
 from ..components.haproxy_cfg import FloodLimits, time_ms
 from ..components.kube import selector
+from ..components.monitoring import MonitoringStack
 from ..components.nfs import NfsStorage
 from ..components.pki import Pki
 from ..components.users import BrokerUser
@@ -37,6 +38,7 @@ class EstateResources:
     frontend: Optional[HaProxyFrontend] = None
     storage: Optional[NfsStorage] = None
     bridges: dict[str, CloudBridge] = field(default_factory=dict)
+    monitoring: Optional[MonitoringStack] = None
 
     @property
     def endpoints(self) -> dict[str, str]:
@@ -153,6 +155,7 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
         "storage_volume_prefix": name if storage else None,
         "internal_listener": estate.internal_listener,
         "skip_await": broker_cfg.service.skip_await and not estate.frontend_enabled,
+        "exporter": exporter_sidecar(estate),
         "password_iterations": broker_cfg.auth.password_iterations,
         "users": users,
         "acl_patterns": [r.model_dump() for r in broker_cfg.acl.patterns],
@@ -195,7 +198,46 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
             "skip_await": fe.service.skip_await,
         }, opts=pulumi.ResourceOptions(depends_on=[broker.namespace_resource] if broker.namespace_resource else None))
     bridges = {bridge.name: cloud_bridge(estate, bridge, pki, broker, secret) for bridge in estate.bridges}
-    return EstateResources(pki, broker, frontend, storage, bridges)
+    monitoring = monitoring_stack(estate, broker, frontend) if estate.monitoring_enabled else None
+    return EstateResources(pki, broker, frontend, storage, bridges, monitoring)
+
+
+def exporter_sidecar(estate: Estate) -> Optional[dict]:
+    return {"image": estate.monitoring.exporter_image} if estate.monitoring_enabled else None
+
+
+def monitoring_stack(estate: Estate, broker: MosquittoBroker, frontend: Optional[HaProxyFrontend]) -> MonitoringStack:
+    """PodMonitors, alert rules and dashboards for the estate, with thresholds from its configuration."""
+    name, monitoring = estate.broker.name, estate.monitoring
+    max_connections = estate.broker.limits.max_connections or estate.preset.max_connections
+    args: dict = {
+        "namespace": estate.namespace.name,
+        "broker": name,
+        "broker_replicas": estate.replicas,
+        # mosquitto's max_connections is per listener (components/mosquitto_conf.py)
+        "connection_capacity": max_connections * len(estate.broker.listeners),
+        "max_queued_messages": estate.broker.limits.max_queued_messages,
+        "leaf_validity_hours": estate.pki.leaf_validity_hours,
+        "early_renewal_hours": estate.pki.early_renewal_hours,
+        "bridges": [{"name": b.name, "workload": names.cloud_bridge_name(name, b.name), "provider": b.provider,
+                     "max_queued_messages": b.buffer.max_queued_messages,
+                     "sas_validity_seconds": duration_seconds(b.azure.sas_validity)
+                     if b.azure and b.azure.auth == "sas" else None} for b in estate.bridges],
+        "selector_labels": dict(monitoring.selector_labels),
+        "prometheus_namespace": monitoring.prometheus_namespace,
+        "scrape_interval": monitoring.scrape_interval,
+        "alert_after": monitoring.alert_after,
+        "dashboards": monitoring.dashboards,
+        "dashboards_namespace": monitoring.dashboards_namespace,
+        "runbook_url": monitoring.runbook_url,
+    }
+    if frontend is not None:
+        args["frontend"] = {"name": frontend.service_name, "replicas": estate.frontend.replicas,
+                            "backends": [port["name"] for port in frontend_ports(estate)],
+                            "stats_secret": frontend.stats_secret_name}
+    return MonitoringStack(f"{name}-monitoring", args,
+                           opts=pulumi.ResourceOptions(depends_on=[broker.namespace_resource]
+                                                       if broker.namespace_resource else None))
 
 
 def bridge_mappings(bridge: Bridge) -> list[dict]:
@@ -229,6 +271,7 @@ def cloud_bridge(estate: Estate, bridge: Bridge, pki: Pki, broker: MosquittoBrok
         "storage_size": bridge.buffer.storage,
         "resources": {"memory_limit": bridge.buffer.memory_limit},
         "image": estate.broker.image,
+        "exporter": exporter_sidecar(estate),
     }
     if bridge.buffer.storage_class:
         args["storage_class"] = bridge.buffer.storage_class

@@ -13,7 +13,7 @@ import ipaddress
 from decimal import Decimal
 from typing import Iterator, Mapping, Optional
 
-from ..components import bridge_rules
+from ..components import bridge_rules, monitoring_rules
 from ..components.arguments import STATEFULSET_NAME_MAX
 from ..components.bridge_conf import conf_value
 from ..components.cloud_profiles import azure_host
@@ -44,7 +44,7 @@ def cross_checks(estate: Estate, secrets: Mapping[str, Optional[str]]) -> list[C
              _shared_subscriptions(estate), _flood_protection(estate),
              _exposure(estate), _anonymous(estate), _key_specs(estate), _names(estate),
              _persistence(estate), _lists(estate), _resources(estate), _limits(estate), _users(estate), _secrets(estate, secrets),
-             _pki(estate, secrets), _bridges(estate, secrets))
+             _pki(estate, secrets), _bridges(estate, secrets), _monitoring(estate))
     return [issue for rule in rules for issue in rule]
 
 
@@ -684,3 +684,16 @@ def _bridge_buffer(loc: list, bridge) -> Issues:
         yield ConfigIssue(loc + ["buffer", "storage"],
                           f"{buffer.storage} cannot hold two snapshots of maxQueuedBytes {buffer.max_queued_bytes} "
                           f"(use at least {_mib(2 * buffer.max_queued_bytes)})")
+
+
+
+def _monitoring(estate: Estate) -> Issues:
+    monitoring = estate.monitoring
+    for key, message in monitoring_rules.problems(monitoring.scrape_interval, monitoring.alert_after,
+                                                  monitoring.selector_labels, monitoring.runbook_url):
+        yield ConfigIssue(["monitoring", _camel(key)], message.replace("scrape_interval", "scrapeInterval"))
+    for key, namespace in (("prometheusNamespace", monitoring.prometheus_namespace),
+                           ("dashboardsNamespace", monitoring.dashboards_namespace)):
+        if namespace in SYSTEM_NAMESPACES:
+            yield ConfigIssue(["monitoring", key], f"{namespace!r} is a Kubernetes system namespace (Prometheus and "
+                              "Grafana run in a namespace of their own, usually monitoring)")

@@ -1118,3 +1118,28 @@ def ranges_cover_everything(values) -> bool:
         if sum(n.num_addresses for n in collapsed) >= everything:
             return True
     return any(is_open_cidr(str(n)) for n in networks)
+
+
+# A Prometheus duration, as prometheus/common model.ParseDuration reads one (model/time.go, the regexp
+# `^(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?$`, units in that order,
+# and "0" alone): what a PodMonitor's interval and a rule's `for` accept.
+_PROM_DURATION_RE = re.compile(r"(?:([0-9]+)y)?(?:([0-9]+)w)?(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?"
+                               r"(?:([0-9]+)s)?(?:([0-9]+)ms)?")
+_PROM_UNITS_MS = (365 * 86_400_000, 7 * 86_400_000, 86_400_000, 3_600_000, 60_000, 1000, 1)
+
+
+def prometheus_duration(value: str) -> str | None:
+    """A Prometheus duration such as 30s, 1m30s or 2h: units y, w, d, h, m, s, ms, largest first."""
+    allowed = "whole numbers with units y, w, d, h, m, s or ms, largest first, as in 30s or 1m30s"
+    if not isinstance(value, str):
+        return _not_text(value, "30s")
+    found = _PROM_DURATION_RE.fullmatch(value)
+    if not value or found is None or not any(found.groups()):
+        return f"{_q(value)} is not a Prometheus duration ({allowed})"
+    return None
+
+
+def prometheus_duration_ms(value: str) -> int:
+    """Milliseconds of a valid Prometheus duration."""
+    found = _PROM_DURATION_RE.fullmatch(value)
+    return sum(int(part) * unit for part, unit in zip(found.groups(), _PROM_UNITS_MS) if part)

@@ -68,6 +68,9 @@ IpAddress = Annotated[Text, _grammar(grammar.ip_address)]
 Organization = Annotated[str, _pattern(grammar.PRINTABLE_64)]
 StorageClassName = Annotated[Text, _grammar(grammar.dns_subdomain)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+PromDuration = Annotated[Text, _grammar(grammar.prometheus_duration)]
+LabelKey = Annotated[Text, _grammar(grammar.label_key)]
+LabelValue = Annotated[str, StringConstraints(max_length=63), _grammar(grammar.label_value)]
 PresetName = Literal["edge-broker", "standard-broker", "enterprise-broker", "ha-cluster"]
 
 
@@ -379,6 +382,28 @@ class Bridge(Model):
     mqtt: Optional[MqttBridge] = None
 
 
+class Monitoring(Model):
+    """Prometheus Operator objects, a generated PrometheusRule and Grafana dashboards (README, "Monitoring")."""
+
+    enabled: Optional[bool] = None
+    """Default: on for a clustered estate (the prod stack), off for a single broker."""
+    exporter_image: Image = "ghcr.io/mqtt-estate/mosquitto-exporter:0.1.0"
+    """The exporter sidecar's image, built from exporter/Dockerfile."""
+    selector_labels: dict[LabelKey, LabelValue] = {"release": "kube-prometheus-stack"}
+    """Labels on the PodMonitors and the PrometheusRule: kube-prometheus-stack selects them by `release: <its Helm
+    release name>`."""
+    prometheus_namespace: NamespaceName = "monitoring"
+    """Where Prometheus runs: the NetworkPolicy admits scrapes from this namespace only."""
+    dashboards_namespace: Optional[NamespaceName] = None
+    """Where the dashboard ConfigMaps go (default: prometheusNamespace, where Grafana's sidecar looks)."""
+    dashboards: bool = True
+    scrape_interval: PromDuration = "30s"
+    alert_after: PromDuration = "1m"
+    """How long a broker, bridge or frontend is down before its alert fires."""
+    runbook_url: Text = "https://github.com/mqtt-estate/mqtt-estate/blob/main/README.md"
+    """Base of every alert's runbook_url (the README's section of each alert is appended as an anchor)."""
+
+
 class Namespace(Model):
     name: NamespaceName = "mqtt"
     create: bool = True
@@ -394,6 +419,8 @@ class Estate(Model):
     frontend: Frontend = Frontend()
     bridges: list[Bridge] = []
     """Bridges to AWS IoT Core, Azure IoT Hub or another MQTT broker (README, "Edge to cloud")."""
+    monitoring: Monitoring = Monitoring()
+    """Exporters, PodMonitors, alert rules and dashboards (README, "Monitoring")."""
 
     @property
     def preset(self):
@@ -415,6 +442,10 @@ class Estate(Model):
     @property
     def frontend_enabled(self) -> bool:
         return self.frontend.enabled if self.frontend.enabled is not None else self.clustered
+
+    @property
+    def monitoring_enabled(self) -> bool:
+        return self.monitoring.enabled if self.monitoring.enabled is not None else self.clustered
 
     @property
     def internal_listener(self) -> bool:

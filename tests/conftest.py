@@ -21,7 +21,8 @@ def state_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("estate-state")
 
 
-TEST_STACKS = {"ha": ROOT / "tests" / "stacks" / "ha.yaml", "ha-standby": ROOT / "tests" / "stacks" / "ha-standby.yaml"}
+TEST_STACKS = {"ha": ROOT / "tests" / "stacks" / "ha.yaml", "ha-standby": ROOT / "tests" / "stacks" / "ha-standby.yaml",
+               "monitoring": ROOT / "tests" / "stacks" / "monitoring.yaml"}
 """Stacks that exist for tests only (the shipped ones are Pulumi.<stack>.yaml)."""
 
 

@@ -95,11 +95,11 @@ FAILING = [
      "try_private is not false"),
     ("aws-try-private-default", "bridge-cloud-profile", AWS_CLOUD, cloud_conf("try_private false\n", ""),
      "try_private is not false"),
-    ("azure-notifications-default", "bridge-cloud-profile", AZURE_CLOUD, cloud_conf("notifications false\n", ""),
-     "notifications is not false"),
+    # notifications to the remote: a `$SYS` publish and a will the cloud refuses (local-only sends neither)
+    ("azure-notifications-default", "bridge-cloud-profile", AZURE_CLOUD,
+     cloud_conf("notifications_local_only true\n", ""), "notifications go to the remote"),
     ("aws-notifications", "bridge-cloud-profile", AWS_CLOUD,
-     cloud_conf("notifications false", "notifications true\nnotifications_local_only true"),
-     "src/bridge.c:393-430"),
+     cloud_conf("notifications_local_only true", "notifications_local_only false"), "lib/send_connect.c:107"),
     ("aws-443-without-alpn", "bridge-cloud-profile", AWS_CLOUD,
      cloud_conf(".amazonaws.com:8883", ".amazonaws.com:443"),
      "on port 443 without bridge_alpn x-amzn-mqtt-ca"),
@@ -128,7 +128,7 @@ FAILING = [
      cloud_conf("bridge_tls_version tlsv1.2", "bridge_tls_version tlsv1.1"), "allows tlsv1.1"),
     # bridge-credentials-in-secrets
     ("cloud-conf-in-config-map", "bridge-credentials-in-secrets", "", moved_into_config_map,
-     "data 'cloud.conf' line 20: remote_password (bridge cloud) is a bridge credential in a ConfigMap"),
+     "data 'cloud.conf' line 22: remote_password (bridge cloud) is a bridge credential in a ConfigMap"),
     ("sas-as-username", "bridge-credentials-in-secrets", AWS_CONFIG,
      main_conf("remote_clientid mosquitto-cloud-aws", "remote_username SharedAccessSignature sr=x&sig=y&se=1\n"
                "remote_clientid mosquitto-cloud-aws"),

@@ -235,6 +235,6 @@ def test_exec_probe_command_succeeds_against_the_broker(rendered, local_prod):
     health_port = local_prod["brokers"][0]["health_port"]
     local = [str(health_port) if part == "1880" else part for part in command]
     assert subprocess.run(local, capture_output=True, timeout=10).returncode == 0
-    denied = [part if part != "$SYS/broker/uptime" else "$SYS/broker/clients/total" for part in local]
+    denied = [part if part != "$SYS/broker/uptime" else "plant/line-1/temperature" for part in local]
     denied[denied.index("-W") + 1] = "1"
-    assert subprocess.run(denied, capture_output=True, timeout=10).returncode != 0  # health ACL grants uptime only
+    assert subprocess.run(denied, capture_output=True, timeout=10).returncode != 0  # health ACL grants $SYS only

@@ -60,7 +60,7 @@ CASES = [
             name: mosquitto
         """,
         "bad.yaml: mqtt-estate:brokr: unknown key "
-        "(allowed: namespace, broker, pki, users, frontend, bridges, password-<user>, caCertPem, caKeyPem, bridge-password-<bridge>, bridge-key-<bridge>)",
+        "(allowed: namespace, broker, pki, users, frontend, bridges, monitoring, password-<user>, caCertPem, caKeyPem, bridge-password-<bridge>, bridge-key-<bridge>)",
     ),
     (
         "unknown-nested-key-lists-allowed-keys",
@@ -639,7 +639,7 @@ def test_every_shape_error_in_one_file_gets_its_own_line(tmp_path, capsys):
     rc, err_lines, stdout = run_in_process(capsys, path, out)
     assert err_lines == [
         "bad.yaml: mqtt-estate:brokr: unknown key "
-        "(allowed: namespace, broker, pki, users, frontend, bridges, password-<user>, caCertPem, caKeyPem, bridge-password-<bridge>, bridge-key-<bridge>)",
+        "(allowed: namespace, broker, pki, users, frontend, bridges, monitoring, password-<user>, caCertPem, caKeyPem, bridge-password-<bridge>, bridge-key-<bridge>)",
         "bad.yaml: mqtt-estate:broker.preset: 'huge-broker' is not allowed "
         "(use edge-broker, standard-broker, enterprise-broker or ha-cluster)",
         "bad.yaml: mqtt-estate:broker.listeners[0].port: 0 is out of range (must be >= 1)",

@@ -178,7 +178,8 @@ def test_wheel_holds_mqtt_estate_and_nothing_else_at_top_level(wheel, shipped):
     with zipfile.ZipFile(wheel) as zf:
         entry_points = zf.read(f"mqtt_estate-{version}.dist-info/entry_points.txt").decode()
         metadata = zf.read(f"mqtt_estate-{version}.dist-info/METADATA").decode()
-    assert "[console_scripts]\nmqtt-estate = mqtt_estate.estate.cli:main" in entry_points
+    assert "mqtt-estate = mqtt_estate.estate.cli:main" in entry_points
+    assert "mosquitto-exporter = mqtt_estate.exporter.main:main" in entry_points  # the sidecar's program
     assert "Name: mqtt-estate" in metadata and "Requires-Dist: pulumi" in metadata
 
 
