@@ -33,10 +33,10 @@ CertificateSource = tuple[pulumi.Input[str], dict[str, str]]
 """(a TLS Secret's name, credential name -> the Secret's key holding that certificate)"""
 
 
-def exporter_container(image: str, certificates: Sequence[tuple[str, str]],
+def exporter_container(image: str, certificates: Sequence[tuple[str, str]], mounts: Sequence[dict],
                        tokens: Sequence[tuple[str, pulumi.Input[str]]] = ()) -> dict:
-    """The sidecar. `certificates`: (credential name, path under CERT_DIR); `tokens`: (credential name, expiry as
-    an RFC 3339 time) for what has no file, such as an Azure SAS token."""
+    """The sidecar. `certificates`: (credential name, path under CERT_DIR) in the `mounts`; `tokens`: (credential
+    name, expiry as an RFC 3339 time) for what has no file, such as an Azure SAS token."""
     args = ["--broker", f"127.0.0.1:{HEALTH_PORT}", "--listen", f"0.0.0.0:{PORT}",
             "--stale-after", str(STALE_AFTER_SECONDS)]
     for credential, path in certificates:
@@ -57,8 +57,7 @@ def exporter_container(image: str, certificates: Sequence[tuple[str, str]],
                            "failureThreshold": 3},
         "livenessProbe": {"tcpSocket": {"port": PORT_NAME}, "periodSeconds": 20, "timeoutSeconds": 2,
                           "failureThreshold": 3},
-        "volumeMounts": [{"name": f"exporter-certs-{i}", "mountPath": f"{CERT_DIR}/{i}", "readOnly": True}
-                         for i in range(len({path.split("/")[0] for _, path in certificates}))],
+        "volumeMounts": list(mounts),
     }
 
 
@@ -68,10 +67,12 @@ def sidecar_parts(sidecar: Optional[ExporterSidecar], sources: Sequence[Certific
     the public files it names (`items`), mounted at CERT_DIR/<its index>."""
     if not sidecar:
         return [], []
-    certificates, volumes = [], []
+    certificates, volumes, mounts = [], [], []
     for i, (secret_name, wanted) in enumerate(sources):
+        volume = f"exporter-certs-{i}"
         certificates += [(credential, f"{i}/{key}") for credential, key in sorted(wanted.items())]
-        volumes.append({"name": f"exporter-certs-{i}", "secret": {
+        volumes.append({"name": volume, "secret": {
             "secretName": secret_name, "defaultMode": mode,
             "items": [{"key": key, "path": key} for key in sorted(set(wanted.values()))]}})
-    return [exporter_container(sidecar["image"], certificates, tokens)], volumes
+        mounts.append({"name": volume, "mountPath": f"{CERT_DIR}/{i}", "readOnly": True})
+    return [exporter_container(sidecar["image"], certificates, mounts, tokens)], volumes

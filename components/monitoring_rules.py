@@ -1,7 +1,7 @@
 """The rules MonitoringStack's timing and labels follow, written once for the stack check (stacks/checks.py) and
 the component's arguments (components/arguments.py), so a program in any language gets the same answer."""
 
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 from ..stacks import grammar
 
@@ -10,9 +10,10 @@ MIN_SCRAPE_MS, MAX_SCRAPE_MS = 1000, 120_000
 scrapes make series vanish between samples and alerts flap."""
 
 
-def problems(scrape_interval: str, alert_after: str, selector_labels: Mapping[str, str],
-             runbook_url: str) -> Iterator[tuple[str, str]]:
-    """(key, message) for each problem; keys are snake_case argument names."""
+def problems(scrape_interval: str, alert_after: str, selector_labels: Mapping[str, str], runbook_url: str,
+             key_name: Callable[[str], str] = str) -> Iterator[tuple[str, str]]:
+    """(key, message) for each problem; keys are snake_case argument names, and a message names another key as
+    `key_name` spells it (the stack file's camelCase)."""
     for key, value in (("scrape_interval", scrape_interval), ("alert_after", alert_after)):
         problem = grammar.prometheus_duration(value)
         if problem:
@@ -23,8 +24,8 @@ def problems(scrape_interval: str, alert_after: str, selector_labels: Mapping[st
         yield "scrape_interval", (f"{scrape_interval!r} is outside 1s to 2m (Prometheus looks back 5m for a sample, "
                                   "so a slower scrape makes alerts flap)")
     elif grammar.prometheus_duration_ms(alert_after) < scrape:
-        yield "alert_after", (f"{alert_after!r} is shorter than scrape_interval {scrape_interval!r} (an alert "
-                              "would fire on a single missed scrape)")
+        yield "alert_after", (f"{alert_after!r} is shorter than {key_name('scrape_interval')} {scrape_interval!r} "
+                              "(an alert would fire on a single missed scrape)")
     for key, value in selector_labels.items():
         problem = grammar.label_key(key) or grammar.label_value(value)
         if problem:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .haproxy_files import frontend_ports, rewrite_haproxy_cfg
-from .local_exporters import exporter_container, local_command, package_path
+from .local_exporters import local_command, package_path, sidecar_container
 from .haproxy_runtime import server_states
 from .mounts import rewrite_paths
 from .manifests import object_data, pod_files, workloads
@@ -35,6 +35,7 @@ from ..components.bridge_conf import CLOUD_CONF, CLOUD_DIR
 from ..components.cloud_bridge import APP as BRIDGE_APP, PROVIDER_LABEL
 from ..components.cloud_profiles import AWS
 from ..components.haproxy_pod import APP as FRONTEND_APP
+from ..components.exporter_sidecar import PORT_NAME as EXPORTER_PORT_NAME
 from ..components.kube import PART_OF
 from ..components.mosquitto_conf import AUTH_DIR, CONFIG_DIR, RUN_DIR, parse_listeners
 from .mosquitto_files import rewrite_conf
@@ -323,7 +324,6 @@ class LocalEstate:
                                     server_name=_service_dns(workload, objects) if is_frontend
                                     else _pod_dns(workload, ordinal))
                 if is_frontend:
-                    cfg = next(content for path, (content, _) in files.items() if path.endswith("/haproxy.cfg"))
                     pod_ports = [p["containerPort"] for p in container.get("ports", [])]
                 else:
                     conf_path = _expand(_broker_conf_arg(container), env)
@@ -361,7 +361,7 @@ class LocalEstate:
             if proc.kind == "frontend":
                 self._start_frontend(proc, workload, container, files, addresses)
         for proc, workload, container, files in plans:
-            sidecar = exporter_container(workload)
+            sidecar = sidecar_container(workload)
             if sidecar is not None and proc.kind in ("broker", "bridge"):
                 self._start_exporter(proc, sidecar)
         for proc in self.processes:
@@ -436,8 +436,8 @@ class LocalEstate:
         for declared in container.get("ports", []):
             pod.named_ports[declared["name"]] = port
             pod.containers[declared["name"]] = container["name"]
-        proc = LocalProcess(pod.pod, "exporter", pod.directory / "exporter", labels=pod.labels,
-                            named_ports={"metrics": port}, health_port=port)
+        proc = LocalProcess(pod.pod, "exporter", pod.directory / "exporter",
+                            named_ports={declared["name"]: port for declared in container.get("ports", [])})
         proc.command = local_command(container, pod.health_port, port, pod.directory)
         proc.env = package_path({})
         self._launch(proc)
@@ -629,7 +629,7 @@ class LocalEstate:
             "brokers": [describe(p) for p in self.brokers],
             "frontends": [describe(p) for p in self.frontends],
             "bridges": [describe(p) for p in self.bridges],
-            "exporters": [{"pod": p.pod, "url": f"http://127.0.0.1:{p.health_port}/metrics",
+            "exporters": [{"pod": p.pod, "url": f"http://127.0.0.1:{p.named_ports[EXPORTER_PORT_NAME]}/metrics",
                            "log": str(p.directory / "process.log")} for p in self.exporters],
             "cloud": {s.bridge: s.describe() for s in self.standins},
             "entry": entry.pod if entry else None,

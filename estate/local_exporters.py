@@ -13,7 +13,8 @@ PACKAGE_ROOT = Path(sys.modules[__package__.rpartition(".")[0]].__file__).resolv
 checkout's root, or site-packages when installed), whatever the working directory."""
 
 
-def exporter_container(workload: dict) -> dict | None:
+def sidecar_container(workload: dict) -> dict | None:
+    """The pod's exporter sidecar container, if it has one."""
     return next((c for c in workload["spec"]["template"]["spec"]["containers"] if c["name"] == CONTAINER), None)
 
 

@@ -86,10 +86,6 @@ class SysState(Collector):
         self._heartbeat = 0.0
 
     # --- read by Prometheus ---------------------------------------------------------------------------------
-    def fresh(self) -> bool:
-        with self._lock:
-            return self._fresh()
-
     def _fresh(self) -> bool:
         return self._connected and self._heartbeat > 0 and self._clock() - self._heartbeat <= self._stale_after
 

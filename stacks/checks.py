@@ -690,8 +690,8 @@ def _bridge_buffer(loc: list, bridge) -> Issues:
 def _monitoring(estate: Estate) -> Issues:
     monitoring = estate.monitoring
     for key, message in monitoring_rules.problems(monitoring.scrape_interval, monitoring.alert_after,
-                                                  monitoring.selector_labels, monitoring.runbook_url):
-        yield ConfigIssue(["monitoring", _camel(key)], message.replace("scrape_interval", "scrapeInterval"))
+                                                  monitoring.selector_labels, monitoring.runbook_url, _camel):
+        yield ConfigIssue(["monitoring", _camel(key)], message)
     for key, namespace in (("prometheusNamespace", monitoring.prometheus_namespace),
                            ("dashboardsNamespace", monitoring.dashboards_namespace)):
         if namespace in SYSTEM_NAMESPACES:
