@@ -212,14 +212,16 @@ def render_haproxy_cfg(s: HaProxySettings) -> str:
         "",
         f"userlist {STATS_USERS}",
         # the credentials come from the mounted Secret through the environment (haproxy_start.sh); HAProxy
-        # expands "$VAR" inside double quotes anywhere in its configuration (doc/configuration.txt, section 2.3)
+        # expands "$VAR" inside double quotes on every configuration line (HAProxy v2.8.0 src/cfgparse.c:1844-1846,
+        # src/tools.c:5651; doc/configuration.txt:738-740, whose example is `user "$HAPROXY_USER"`, line 757)
         '    user "$STATS_USER" insecure-password "$STATS_PASSWORD"',
         "",
         "frontend stats",
         "    mode http",
         f"    bind :{STATS_PORT}",
         # Every request needs the credentials, the Prometheus endpoint's too: `use-service` answers during the
-        # http-request rules, before `stats auth` would be looked at, so with `stats auth` alone /metrics was
+        # http-request rules (HAProxy v2.8.0 src/http_ana.c:385-414, src/stream.c:1007-1031,
+        # doc/configuration.txt:8007-8020), before `stats auth` would be looked at, so with `stats auth` alone /metrics was
         # open to anyone who reached the port (measured with HAProxy 2.6: 200 without credentials). The auth
         # rule comes first, so it runs first (rules run in the order written).
         f"    http-request auth realm stats unless {{ http_auth({STATS_USERS}) }}",

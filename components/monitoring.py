@@ -29,10 +29,13 @@ from .monitoring_targets import BridgeTarget, FrontendTarget, MonitoringTargets
 APP = "mqtt-estate-monitoring"
 MONITORING_API = "monitoring.coreos.com/v1"
 DASHBOARD_LABEL = {"grafana_dashboard": "1"}
-"""What kube-prometheus-stack's Grafana sidecar looks for in ConfigMaps (grafana.sidecar.dashboards.label and
-labelValue in its values.yaml)."""
+"""What kube-prometheus-stack's Grafana sidecar looks for in ConfigMaps, in every namespace
+(prometheus-community/helm-charts cf408a29 charts/kube-prometheus-stack/values.yaml:1536-1542: label
+grafana_dashboard, labelValue "1", searchNamespace ALL). Its Prometheus selects PodMonitors and PrometheusRules by
+`release: <Helm release>` (templates/prometheus/prometheus.yaml:209-217 and 277-285): our selector_labels."""
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
-"""Set on every namespace by the API server (Kubernetes 1.21+), so a NetworkPolicy can select one by name."""
+"""Set on every namespace automatically (kubernetes/api 10b39a39 core/v1/well_known_labels.go:72-73), so a
+NetworkPolicy can select one by name."""
 FRONTEND_METRICS_PATH = "/metrics"
 
 
@@ -158,7 +161,8 @@ class MonitoringStack(pulumi.ComponentResource):
         Prometheus Operator gives its samples (`<namespace>/<PodMonitor name>`)."""
         endpoint: dict = {"port": port_name, "path": "/metrics", "interval": self._interval}
         if basic_auth is not None:
-            # the Secret must be in the PodMonitor's namespace (Prometheus Operator reads it from there)
+            # the Secret must be in the PodMonitor's namespace: Prometheus Operator reads it from there
+            # (v0.93.0-24-g6adcebc50 pkg/prometheus/resource_selector.go:365 and 392)
             endpoint["basicAuth"] = {"username": {"name": basic_auth, "key": "username"},
                                      "password": {"name": basic_auth, "key": "password"}}
         k8s.apiextensions.CustomResource(

@@ -2,7 +2,9 @@
 configuration, so the PrometheusRule and the dashboards name the same jobs, pods and limits.
 
 Prometheus Operator labels every sample scraped through a PodMonitor with `job` ("<namespace>/<PodMonitor
-name>" unless the PodMonitor names a jobLabel), `namespace`, `pod`, `container` and `endpoint` (the port name);
+name>" unless the PodMonitor names a jobLabel), `namespace`, `pod`, `container` and `endpoint` (the port name)
+(prometheus-operator v0.93.0-24-g6adcebc50 pkg/prometheus/promcfg.go:1602-1612 for namespace, container and pod,
+1632-1641 for job, 1646-1648 for endpoint);
 the local Prometheus of `estate up --local --monitoring` attaches the same labels (estate/prometheus_local.py).
 """
 
