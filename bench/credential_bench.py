@@ -71,37 +71,61 @@ def one_connect(port: int, user: str, password: str) -> tuple[float, int]:
     return time.perf_counter() - began, code
 
 
+class Pinger:
+    """A connected client pinging the broker back to back on a thread of its own while the block runs: its longest
+    round trip is how long every other client waited."""
+
+    def __init__(self, probe: socket.socket):
+        self.probe, self.pings, self.done = probe, [], threading.Event()
+        self.thread = threading.Thread(target=self._loop)
+
+    def _loop(self) -> None:
+        while not self.done.is_set():
+            sent = time.perf_counter()
+            self.probe.sendall(b"\xc0\x00")  # PINGREQ
+            self.probe.recv(2)
+            self.pings.append(time.perf_counter() - sent)
+
+    def __enter__(self) -> "Pinger":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join()
+
+    @property
+    def longest_ms(self) -> float:
+        return 1000 * max(self.pings)
+
+
 def wrong_burst(port: int, user: str, burst: int, probe: socket.socket) -> tuple[float, float]:
     """Send `burst` wrong-password CONNECTs at once while a connected client pings the broker back to back;
     return (seconds until the last CONNACK, the longest ping round trip in ms: how long everyone else waited)."""
     socks = [dial(port) for _ in range(burst)]
-    done = threading.Event()
-    pings: list[float] = []
-
-    def ping_loop() -> None:
-        while not done.is_set():
-            sent = time.perf_counter()
-            probe.sendall(b"\xc0\x00")  # PINGREQ
-            probe.recv(2)
-            pings.append(time.perf_counter() - sent)
-
-    pinger = threading.Thread(target=ping_loop)
     try:
-        began = time.perf_counter()
-        pinger.start()
-        for i, sock in enumerate(socks):
-            sock.sendall(connect_packet(f"w{i}", user, "wrong-" + PASSWORD))
-        for sock in socks:
-            if connack_code(sock) == 0:
-                raise RuntimeError("a wrong password was accepted")
-        held = time.perf_counter() - began
-        done.set()
-        pinger.join()
-        return held, 1000 * max(pings)
+        with Pinger(probe) as pinger:
+            began = time.perf_counter()
+            for i, sock in enumerate(socks):
+                sock.sendall(connect_packet(f"w{i}", user, "wrong-" + PASSWORD))
+            for sock in socks:
+                if connack_code(sock) == 0:
+                    raise RuntimeError("a wrong password was accepted")
+            held = time.perf_counter() - began
+        return held, pinger.longest_ms
     finally:
-        done.set()
         for sock in socks:
             sock.close()
+
+
+def password_broker(directory: Path) -> tuple[int, subprocess.Popen]:
+    """A real mosquitto on a free loopback port whose logins are directory/passwd (stop it when done)."""
+    port = free_port()
+    (directory / "mosquitto.conf").write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {directory / 'passwd'}\n"
+        "max_connections -1\nlog_type error\n")
+    return port, subprocess.Popen(["mosquitto", "-c", str(directory / "mosquitto.conf")],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def broker_side(counts, burst: int, connects: int) -> list[dict]:
@@ -110,12 +134,7 @@ def broker_side(counts, burst: int, connects: int) -> list[dict]:
         directory.chmod(0o755)  # run as root, mosquitto drops to its own user, which must read these files
         lines = [f"it{n}:{hash_password(PASSWORD, deterministic_salt('bench', f'it{n}'), n)}" for n in counts]
         (directory / "passwd").write_text("\n".join(lines) + "\n")
-        port = free_port()
-        (directory / "mosquitto.conf").write_text(
-            f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {directory / 'passwd'}\n"
-            "max_connections -1\nlog_type error\n")
-        proc = subprocess.Popen(["mosquitto", "-c", str(directory / "mosquitto.conf")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port, proc = password_broker(directory)
         try:
             for _ in range(100):
                 try:

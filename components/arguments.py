@@ -39,6 +39,7 @@ from .haproxy_cfg import MAX_RATE_PERIOD_MS, PEER_PORT, STATS_PORT
 from .kube import requests_above_limits
 from .names import FRONTEND_SECTIONS, HEALTH_ACL_NAME, reserved_listener_names, reserved_ports
 from .password_logins import MINIMUM_SUPPLIED_ITERATIONS, password_context
+from .users import MAX_ROTATION
 
 Check = Callable[[Any], Optional[str]]
 """A grammar: None for a valid value, else one sentence that starts with the quoted value."""
@@ -168,6 +169,7 @@ RULES: dict[str, dict[str, Check]] = {
         "role": one_of("admin", "device", "edge-node", "host-application", "dashboard", "service", "bridge"),
         "zone": pattern(grammar.SHORT_NAME),
         "groups": pattern(grammar.GROUP_ID),
+        "rotation": between(0, MAX_ROTATION),
     },
     "AclRule": {
         "access": ACCESS,
@@ -235,6 +237,7 @@ RULES: dict[str, dict[str, Check]] = {
         "server_dns_names": lambda value: grammar.san_dns_name(value, ip_key="server_ip_addresses"),
         "server_ip_addresses": grammar.ip_address,
         "client_names": pattern(grammar.USER_NAME),
+        "client_rotations": between(0, MAX_ROTATION),
         "existing_ca_cert_pem": certificates,
         "existing_ca_key_pem": private_key,
     },
@@ -287,6 +290,7 @@ KEY_RULES: dict[str, dict[str, Check]] = {
     "MosquittoBrokerArgs": {"client_certificates": pattern(grammar.USER_NAME), "internal_clients": grammar.label_key},
     "HaProxyFrontendArgs": {"broker_selector": grammar.label_key},
     "CloudBridgeArgs": {"estate_selector": grammar.label_key},
+    "PkiArgs": {"client_rotations": pattern(grammar.USER_NAME)},
 }
 """TypedDict -> field -> the grammar of the keys of a map."""
 

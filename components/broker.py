@@ -3,10 +3,14 @@
 Rollout model (what the real pulumi-kubernetes provider does with each piece; README "What happens on change"):
 - mosquitto.conf lives in a ConfigMap whose name carries a content hash: a change creates a new ConfigMap,
   the pod template points at it and the StatefulSet rolls; nothing is replaced in place.
-- password file, ACL and TLS material live in Secrets with fixed names. They update in place only when the
-  kubernetes provider has `enableSecretMutable` (the stack config requires `kubernetes:enableSecretMutable: true`;
-  a program of your own must set it on its provider): otherwise the provider replaces a changed Secret,
-  deleting it first. Their content hashes sit in pod-template annotations so the pods roll.
+- password file, ACL and TLS material live in Secrets with fixed names, mounted as whole volumes so the kubelet
+  rewrites the files in place. The Secrets update in place only when the kubernetes provider has
+  `enableSecretMutable` (the stack config requires `kubernetes:enableSecretMutable: true`; a program of your own
+  must set it on its provider): otherwise the provider replaces a changed Secret, deleting it first.
+- users, passwords, ACLs and the server certificate are applied without a restart: the reloader sidecar sends
+  mosquitto SIGHUP when the mounted files change (components/reloader_sidecar.py). What mosquitto does not reload
+  (the CA, the bridges' client certificate) is hashed into pod-template annotations, so it rolls the pods. With
+  `reloader: False` every one of these changes rolls the pods instead.
 - volumeClaimTemplates cannot change (Kubernetes forbids it): changing size, class or NFS replaces the StatefulSet,
   with orphan deletion so the pods keep running and are adopted; existing claims keep their size (resize them).
   With an autoscaler the StatefulSet still names a replica count (the minimum) so a replacement never starts at 1.
@@ -34,6 +38,8 @@ from .passwords import password_file
 from .client_bundles import COMPONENT as BUNDLE_COMPONENT
 from .client_bundles import client_bundles
 from .exporter_sidecar import ExporterSidecar, sidecar_parts
+from .reloader_sidecar import SCRIPTS as RELOADER_SCRIPTS
+from .reloader_sidecar import reloader_container
 from .pki import ClientCertificate
 from .users import AclRule, BrokerUser
 
@@ -113,6 +119,9 @@ class MosquittoBrokerArgs(TypedDict, total=False):
     """Open the internal mTLS listener even with one broker (a frontend health-checks it); clustered: always."""
     exporter: Optional[ExporterSidecar]
     """A mosquitto-exporter sidecar in every broker pod (absent: none); MonitoringStack scrapes it."""
+    reloader: bool
+    """Apply changed users, passwords, ACLs and server certificates with a SIGHUP from a sidecar instead of rolling
+    the pods (default True; the pod then shares its process namespace). False: every such change rolls them."""
     skip_await: bool
     """Do not wait for a LoadBalancer address (`pulumi.com/skipAwait`), for clusters without a load-balancer
     controller; otherwise `pulumi up` waits up to 10 minutes for one."""
@@ -192,10 +201,13 @@ class MosquittoBroker(pulumi.ComponentResource):
         else:
             conf_files = {"mosquitto.conf": conf}
             conf_path = f"{CONFIG_DIR}/mosquitto.conf"
-        conf_hash = content_hash(*[f"{k}\0{v}" for k, v in sorted(conf_files.items())], HEALTH_ACL, START)
+        reloads = args.get("reloader", True)
+        scripts = {START_SCRIPT: START, **RELOADER_SCRIPTS}
+        conf_hash = content_hash(*[f"{k}\0{v}" for k, v in sorted(conf_files.items())], HEALTH_ACL,
+                                 *[f"{k}\0{v}" for k, v in sorted(scripts.items())])
         config_map = k8s.core.v1.ConfigMap(
             f"{name}-config", metadata=meta(f"{name}-config-{conf_hash[:10]}"),
-            data={**conf_files, "health.acl": HEALTH_ACL, START_SCRIPT: START}, opts=child)
+            data={**conf_files, "health.acl": HEALTH_ACL, **scripts}, opts=child)
 
         # Passwords: given as secrets, or generated; only their `$7$` hashes reach the cluster, each with the
         # iteration count its origin calls for (components/credentials.py).
@@ -220,8 +232,9 @@ class MosquittoBroker(pulumi.ComponentResource):
         self.credentials = logins.passwords
 
         # the key changes with the certificate, so hashing the certificates alone rolls the pods and keeps every
-        # byte derived from the private key out of annotations and state
-        tls_bundle = pulumi.Output.all(args["ca_cert_pem"], args["server_cert_pem"])
+        # byte derived from the private key out of annotations and state; with the reloader, only the CA (read
+        # when a listener starts, never on SIGHUP) rolls them
+        tls_bundle = pulumi.Output.all(args["ca_cert_pem"], *([] if reloads else [args["server_cert_pem"]]))
         tls_secret = k8s.core.v1.Secret(
             f"{name}-tls", metadata=meta(f"{name}-tls"), type="kubernetes.io/tls",
             string_data={"ca.crt": args["ca_cert_pem"], "tls.crt": args["server_cert_pem"],
@@ -296,8 +309,12 @@ class MosquittoBroker(pulumi.ComponentResource):
             [(tls_secret.metadata["name"], {"server-certificate": "tls.crt", "ca-certificate": "ca.crt"})],
             SECRET_FILE_MODE)
         volumes += sidecar_volumes
-        pod_annotations = {"mqtt-estate.io/config-hash": conf_hash, "mqtt-estate.io/auth-hash": auth_hash,
-                           "mqtt-estate.io/tls-hash": tls_hash}
+        if reloads:
+            sidecars.append(reloader_container(container["image"]))
+            pod_annotations = {"mqtt-estate.io/config-hash": conf_hash, "mqtt-estate.io/tls-restart-hash": tls_hash}
+        else:
+            pod_annotations = {"mqtt-estate.io/config-hash": conf_hash, "mqtt-estate.io/auth-hash": auth_hash,
+                               "mqtt-estate.io/tls-hash": tls_hash}
         k8s.apps.v1.StatefulSet(
             f"{name}-statefulset",
             # volumeClaimTemplates are immutable: a storage change makes Pulumi replace the StatefulSet. Orphaning
@@ -317,6 +334,9 @@ class MosquittoBroker(pulumi.ComponentResource):
                     "spec": {
                         "serviceAccountName": account.metadata["name"],
                         "automountServiceAccountToken": False,
+                        # the reloader signals mosquitto: same user, one process namespace (allowed by the
+                        # restricted Pod Security Standard, which does not check this field)
+                        **({"shareProcessNamespace": True} if reloads else {}),
                         "securityContext": restricted_pod(MOSQUITTO_UID),
                         "terminationGracePeriodSeconds": 30,
                         "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [

@@ -23,7 +23,11 @@ HEALTH_ACL = "topic read $SYS/#\n"
 the listener is on the pod's loopback, so only the pod's own containers reach it)."""
 BRIDGE_CERT_DIR = "/mosquitto/bridge"
 RUN_DIR = "/mosquitto/run"
-"""The broker's private copies of its password file and ACLs (mosquitto_start.sh makes them at start)."""
+"""The broker's private copies of its password file and ACLs (mosquitto_auth_files.sh makes them at start and on
+every reload), and its pid file: an emptyDir the reloader sidecar shares."""
+PID_FILE = f"{RUN_DIR}/mosquitto.pid"
+"""Written whether or not mosquitto runs as a daemon (eclipse/mosquitto v2.0.20 src/mosquitto.c:429-444, called
+at 516): the reloader signals that process."""
 START_SCRIPT = "start.sh"
 
 
@@ -174,6 +178,7 @@ def render_mosquitto_conf(settings: BrokerSettings) -> str:
         f"max_inflight_messages {settings['max_inflight_messages']}",
         f"max_packet_size {settings['max_packet_size']}",
         f"max_keepalive {settings['max_keepalive']}",
+        f"pid_file {PID_FILE}",
     ]
     if settings.get("max_queued_bytes"):
         lines.append(f"max_queued_bytes {settings['max_queued_bytes']}")

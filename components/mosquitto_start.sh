@@ -1,9 +1,6 @@
 #!/bin/sh
-# Start mosquitto with its password file and ACLs copied into a private directory first. mosquitto 2.0 warns
-# about a password or ACL file that others may read or that another user owns (eclipse/mosquitto v2.0.20,
-# lib/misc_mosq.c:161-213, for the files opened in src/security_default.c:533 and :758), and Secret and
-# ConfigMap volumes are owned by root. The copies are the mosquitto user's own, mode 0600. Besides the shared
-# acl, every `<listener>.acl` of a listener that admits anonymous clients is copied.
+# Start mosquitto with its password file and ACLs copied into a private directory first (auth-files.sh says why;
+# the reloader sidecar, reload.sh, copies them again when the mounted Secret changes).
 #
 # Open files: every client is a descriptor, and mosquitto 2.0 never raises its own limit (no setrlimit or
 # getrlimit anywhere in eclipse/mosquitto v2.0.20 src/ or lib/); at the soft limit it accepts a connection and
@@ -22,15 +19,8 @@
 # Quiet unless something is wrong: then one line on stderr each, and mosquitto starts anyway.
 set -eu
 config="${MOSQUITTO_CONFIG_DIR:-/mosquitto/config}"
-auth="${MOSQUITTO_AUTH_DIR:-/mosquitto/auth}"
-run="${MOSQUITTO_RUN_DIR:-/mosquitto/run}"
-umask 077
-for source in "$auth/passwd" "$auth/acl" "$auth"/*.acl "$config/health.acl"; do
-  case "$source" in "$auth/*.acl") continue ;; esac  # no listener ACLs: the pattern matched nothing
-  target="$run/$(basename "$source")"
-  cat "$source" > "$target.new"
-  mv "$target.new" "$target"
-done
+. "$config/auth-files.sh"
+copy_auth_files
 
 soft=$(ulimit -S -n 2>/dev/null) || soft=""
 hard=$(ulimit -H -n 2>/dev/null) || hard=""

@@ -52,7 +52,12 @@ def password_logins(name: str, users: Sequence[dict], supplied_iterations: int, 
         given = user.get("password")
         if given is None:
             generated.append(login)
+            # keepers: any change, from none to some too, replaces the password (hashicorp/terraform-provider-random
+            # internal/provider/resource_password.go:570-577, internal/planmodifiers/map/mapplanmodifiers.go:37-52,98);
+            # none until the first rotation, so a stack that never rotates renders as before
+            rotation = user.get("rotation", 0)
             password = random.RandomPassword(f"{name}-password-{login}", length=GENERATED_LENGTH, special=False,
+                                             keepers={"rotation": str(rotation)} if rotation else None,
                                              opts=child).result
             outputs[login] = password.apply(lambda pw: (pw, hash_iterations(True, supplied_iterations)))
         else:

@@ -57,6 +57,9 @@ class PkiArgs(TypedDict, total=False):
     """IP SANs of the server certificate."""
     client_names: Sequence[str]
     """One client certificate per name; the name is the certificate CN and so the MQTT user name."""
+    client_rotations: Mapping[str, int]
+    """Client name -> how many times its key was rotated (absent or 0: never); each increase issues a new key and
+    certificate."""
     existing_ca_cert_pem: Optional[pulumi.Input[str]]
     """Bring-your-own CA: its certificate, PEM (with existing_ca_key_pem); no CA is generated."""
     existing_ca_key_pem: Optional[pulumi.Input[str]]
@@ -127,10 +130,21 @@ class Pki(pulumi.ComponentResource):
             )
             ca_cert_pem, ca_key_pem = ca_cert.cert_pem, ca_key.private_key_pem
 
-        def leaf(role: str, common_name: str, uses: list[str], dns: Sequence[str] = (), ips: Sequence[str] = ()):
-            key = _key(f"{name}-{role}-key", leaf_spec, child)
+        def leaf(role: str, common_name: str, uses: list[str], dns: Sequence[str] = (), ips: Sequence[str] = (),
+                 rotation: int = 0):
+            # A rotated leaf gets new resource names (`-r<n>` after key/csr/cert, none before the first rotation, so
+            # nothing else changes): a tls PrivateKey has no keepers, only algorithm/rsa_bits/ecdsa_curve force a
+            # new key (hashicorp/terraform-provider-tls internal/provider/resource_private_key.go:55-92), so a new
+            # name is the way to a new key. The CSR and certificate are renamed with it: the real provider would
+            # replace them anyway (a changed PEM input forces it: resource_cert_request.go:43-47,
+            # resource_locally_signed_cert.go:68-72, common.go:53-65), with a new random serial
+            # (common_cert.go:128-130), and the offline engine derives a serial from the certificate's name
+            # (estate/tls_provider.py _serial). `-r<n>` after the suffix never collides: no unrotated name ends in
+            # a digit.
+            suffix = f"-r{rotation}" if rotation else ""
+            key = _key(f"{name}-{role}-key{suffix}", leaf_spec, child)
             csr = tls.CertRequest(
-                f"{name}-{role}-csr",
+                f"{name}-{role}-csr{suffix}",
                 private_key_pem=key.private_key_pem,
                 subject=tls.CertRequestSubjectArgs(common_name=common_name, organization=org),
                 dns_names=list(dns) or None,
@@ -138,7 +152,7 @@ class Pki(pulumi.ComponentResource):
                 opts=child,
             )
             cert = tls.LocallySignedCert(
-                f"{name}-{role}-cert",
+                f"{name}-{role}-cert{suffix}",
                 cert_request_pem=csr.cert_request_pem,
                 ca_cert_pem=ca_cert_pem,
                 ca_private_key_pem=ca_key_pem,
@@ -155,8 +169,10 @@ class Pki(pulumi.ComponentResource):
         self.ca_cert_pem = ca_cert_pem
         self.server_cert_pem = server["cert_pem"]
         self.server_key_pem = server["key_pem"]
+        rotations = args.get("client_rotations", {})
         self.clients: dict[str, ClientCertificate] = {
-            client: leaf(f"client-{client}", client, CLIENT_USES) for client in args.get("client_names", ())}
+            client: leaf(f"client-{client}", client, CLIENT_USES, rotation=rotations.get(client, 0))
+            for client in args.get("client_names", ())}
         self.client_cert_pems = {client: cert["cert_pem"] for client, cert in self.clients.items()}
         self.client_key_pems = {client: cert["key_pem"] for client, cert in self.clients.items()}
         self.register_outputs({"ca_cert_pem": self.ca_cert_pem, "server_cert_pem": self.server_cert_pem})

@@ -10,6 +10,9 @@ from typing import Optional, Sequence, TypedDict
 import pulumi
 from typing_extensions import Required
 
+MAX_ROTATION = 100_000
+"""The largest rotation count a user may have (one rotation a day for over 270 years)."""
+
 
 class AclRule(TypedDict):
     """One mosquitto ACL line: what a client may do on a topic filter."""
@@ -39,3 +42,6 @@ class BrokerUser(TypedDict, total=False):
     """Secret password; when absent and the user logs in by password, pulumi-random generates one."""
     password_login: bool
     """Whether the user is in the password file (default True; False for certificate-only users)."""
+    rotation: int
+    """How many times the generated password was rotated (default 0): above 0 it is the RandomPassword's keepers
+    value, so raising it makes pulumi-random generate a new password. No effect on a supplied password."""

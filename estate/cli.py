@@ -1,4 +1,4 @@
-"""Command line: `python -m estate render|up|check|policy|schema`.
+"""Command line: `python -m estate render|up|check|health|connection|diff|users|policy|schema`.
 
 render, up, policy and check run this package's own program or, with `--program DIR`, a Pulumi program of your
 own that uses the components (estate/program.py says which, and where each writes).
@@ -73,16 +73,36 @@ def _parser() -> argparse.ArgumentParser:
     policy.add_argument("--policy-config", type=Path, help="policy pack config (JSON, as for pulumi preview)")
     _program_flag(policy)
 
-    check = sub.add_parser("check", help="run the smoke suite against the running local estate")
-    check.add_argument("--local", action="store_true", required=True)
+    check = sub.add_parser("check", help="run the smoke suite against the running local estate, or any estate a "
+                                         "connection file describes")
+    check.add_argument("--local", action="store_true", help="the running local estate (the default without "
+                                                             "--connection)")
     check.add_argument("--connection", type=Path,
-                       help="connection file (default: .estate/local/connection.json of the program, as `up` wrote it)")
+                       help="connection file (default: .estate/local/connection.json of the program, as `up` wrote "
+                            "it; format: `schema --connection`)")
     _program_flag(check)
+
+    diff = sub.add_parser("diff", help="what a change will do, before it is merged (like pulumi preview --diff)")
+    diff.add_argument("--stack", required=True)
+    before = diff.add_mutually_exclusive_group(required=True)
+    before.add_argument("--base", metavar="GIT_REF", help="compare the program and stack file at this git ref "
+                                                          "with the working tree")
+    before.add_argument("--old", type=Path, metavar="STACK_FILE", help="the stack file before the change")
+    diff.add_argument("--config", type=Path, help="the stack file after the change (default Pulumi.<stack>.yaml)")
+    diff.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    diff.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
+    _program_flag(diff)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the stack configuration")
     schema.add_argument("--provider", action="store_true",
                         help="print the component provider's Pulumi package schema instead "
                              "(schema/provider.schema.json)")
+    schema.add_argument("--connection", action="store_true",
+                        help="print the connection file's JSON Schema instead (schema/connection.schema.json)")
+    from .operator_commands import add_parsers as operator_parsers
+    operator_parsers(sub, _program_flag)
+    from .users_command import add_parser as users_parser
+    users_parser(sub, _program_flag)
     return parser
 
 
@@ -255,16 +275,51 @@ def _smoke(connection: dict) -> int:
 
 
 def cmd_check(args) -> int:
-    connection = args.connection or _program(args).local_dir / "connection.json"
-    if not connection.is_file():
-        program = f" --program {args.program}" if args.program else ""
-        print(f"error: no running local estate ({connection} not found; start one with "
-              f"`python -m estate up --local{program} --stack NAME`)", file=sys.stderr)
-        return EXIT_FAILED
-    return _smoke(json.loads(connection.read_text()))
+    from .operator_commands import connection_for
+
+    connection = connection_for(args, _program)  # a bad file: one line, exit 2 (a StackConfigError)
+    return EXIT_FAILED if connection is None else _smoke(connection)
+
+
+def cmd_diff(args) -> int:
+    from .base_render import BaseRenderError, render_at_ref
+    from .preview import as_json, markdown, steps, text
+    from .provider_diff import kubernetes_config
+    from .render import evaluate
+
+    program = _program(args)
+    new_file, new = evaluate(args.stack, args.config, program=program)
+    _print_warnings(new_file)
+    if args.base:
+        if not program.typed:
+            from .engine import EngineError
+
+            raise EngineError([f"--base: only this checkout's own program is rendered at a git ref; for "
+                                f"{program.entry.parent} compare two stack files with --old"])
+        try:
+            old, _ = render_at_ref(program.project.path.parent, args.base, args.stack, args.config,
+                                   program.state_dir)
+        except BaseRenderError as exc:
+            print(f"error: --base {args.base}: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        before = f"{args.base}"
+    else:
+        _, old = evaluate(args.stack, args.old, program=program)
+        before = str(args.old)
+    after = str(args.config) if args.config else "working tree"
+    found = steps(old, new, kubernetes_config(new_file.pulumi_config))
+    title = f"estate diff: stack {args.stack}, {before} -> {after}"
+    sys.stdout.write({"text": text, "markdown": markdown}[args.format](found, title) if args.format != "json"
+                     else as_json(found))
+    return EXIT_OK
 
 
 def cmd_schema(args) -> int:
+    if args.connection:
+        from .connection import schema_text
+
+        sys.stdout.write(schema_text())
+        return EXIT_OK
     if args.provider:
         from ..components.provider import schema_text
 
@@ -276,7 +331,26 @@ def cmd_schema(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"render": cmd_render, "up": cmd_up, "check": cmd_check, "schema": cmd_schema, "policy": cmd_policy}
+def cmd_users(args) -> int:
+    from .users_command import run
+
+    return run(args, _program)
+
+
+def cmd_health(args) -> int:
+    from .operator_commands import run_health
+
+    return run_health(args, _program)
+
+
+def cmd_connection(args) -> int:
+    from .operator_commands import run_connection
+
+    return run_connection(args, _program)
+
+
+COMMANDS = {"render": cmd_render, "up": cmd_up, "check": cmd_check, "schema": cmd_schema, "policy": cmd_policy,
+            "users": cmd_users, "health": cmd_health, "connection": cmd_connection, "diff": cmd_diff}
 
 
 def main(argv: list[str] | None = None) -> int:

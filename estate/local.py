@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .haproxy_files import frontend_ports, rewrite_haproxy_cfg
-from .local_exporters import local_command, package_path, sidecar_container
+from .local_exporters import local_command, package_path
 from .haproxy_runtime import server_states
 from .mounts import rewrite_paths
 from .manifests import object_data, pod_files, workloads
@@ -35,9 +35,11 @@ from ..components.bridge_conf import CLOUD_CONF, CLOUD_DIR
 from ..components.cloud_bridge import APP as BRIDGE_APP, PROVIDER_LABEL
 from ..components.cloud_profiles import AWS
 from ..components.haproxy_pod import APP as FRONTEND_APP
+from ..components.exporter_sidecar import CONTAINER as EXPORTER
 from ..components.exporter_sidecar import PORT_NAME as EXPORTER_PORT_NAME
 from ..components.kube import PART_OF
-from ..components.mosquitto_conf import AUTH_DIR, CONFIG_DIR, RUN_DIR, parse_listeners
+from ..components.mosquitto_conf import AUTH_DIR, CERT_DIR, CONFIG_DIR, RUN_DIR, parse_listeners
+from ..components.reloader_sidecar import CONTAINER as RELOADER
 from .mosquitto_files import rewrite_conf
 from .cloud_standins import CloudStandin, acl_entries, aws_policy_documents, parse_cloud_conf, rewrite_cloud_conf
 from .output import write_file
@@ -81,7 +83,8 @@ def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float =
 class LocalProcess:
     pod: str
     kind: str
-    """broker, bridge (a cloud bridge's pod), frontend or exporter (the sidecar of a broker or bridge pod)"""
+    """broker, bridge (a cloud bridge's pod), frontend, exporter (the sidecar of a broker or bridge pod) or reloader
+    (the sidecar of a broker pod)"""
     directory: Path
     process: subprocess.Popen | None = None
     listeners: list[dict] = field(default_factory=list)
@@ -96,6 +99,8 @@ class LocalProcess:
     """The pod's named container ports -> local port, sidecars' included (a PodMonitor names its port)."""
     containers: dict[str, str] = field(default_factory=dict)
     """Port name -> the container that declares it."""
+    workload: str = ""
+    """The StatefulSet the pod belongs to."""
     server_name: str = ""
     """The name clients use for this pod's listeners in the cluster (its client Service, or the pod's own DNS
     name); local clients dial 127.0.0.1 but verify the certificate against this name."""
@@ -159,6 +164,26 @@ def _expand(text: str, env: dict[str, str]) -> str:
     for key, value in env.items():
         text = text.replace(f"$({key})", value)
     return text
+
+
+SIDECARS = ("exporter", "reloader")
+"""Kinds of process that sit beside a pod's main process: kill and restart leave them be, as a container crash
+leaves its pod's other containers running."""
+
+
+def _sidecar(workload: dict, name: str) -> dict | None:
+    return next((c for c in workload["spec"]["template"]["spec"]["containers"] if c["name"] == name), None)
+
+
+def _mosquitto_dirs(mounts: dict[str, str]) -> dict[str, str]:
+    """The environment the broker's scripts (start, reload, auth-files) read their directories from."""
+    return {"MOSQUITTO_CONFIG_DIR": mounts[CONFIG_DIR], "MOSQUITTO_AUTH_DIR": mounts[AUTH_DIR],
+            "MOSQUITTO_CERT_DIR": mounts.get(CERT_DIR, CERT_DIR), "MOSQUITTO_RUN_DIR": mounts[RUN_DIR]}
+
+
+def _ash() -> list[str]:
+    """The image's shell is busybox ash: run the pod's scripts with it when this machine has busybox."""
+    return ["busybox", "sh"] if shutil.which("busybox") else ["/bin/sh"]
 
 
 def _mosquitto_user() -> pwd.struct_passwd | None:
@@ -281,6 +306,8 @@ class LocalEstate:
         self.frontends: list[LocalProcess] = []
         self.exporters: list[LocalProcess] = []
         """The exporter sidecars of broker and bridge pods (pod name as the pod they sit in)."""
+        self.reloaders: list[LocalProcess] = []
+        """The reloader sidecars of broker pods."""
         # Pod directories live in a fresh directory under the system temp dir: when run as root, mosquitto
         # drops to its own user, which must be able to reach them (a 0700 parent such as pytest's would not do).
         self.pods_dir: Path | None = None
@@ -292,7 +319,7 @@ class LocalEstate:
 
     @property
     def processes(self) -> list[LocalProcess]:
-        return self.brokers + self.bridges + self.frontends + self.exporters
+        return self.brokers + self.bridges + self.frontends + self.exporters + self.reloaders
 
     def __enter__(self) -> "LocalEstate":
         try:
@@ -319,7 +346,7 @@ class LocalEstate:
                 pod = f"{workload['metadata']['name']}-{ordinal}"
                 env = {"POD_NAME": pod}
                 kind = "frontend" if is_frontend else "bridge" if is_bridge else "broker"
-                proc = LocalProcess(pod, kind, self.pods_dir / pod, env=env,
+                proc = LocalProcess(pod, kind, self.pods_dir / pod, env=env, workload=workload["metadata"]["name"],
                                     labels=dict(workload["spec"]["template"]["metadata"].get("labels") or {}),
                                     server_name=_service_dns(workload, objects) if is_frontend
                                     else _pod_dns(workload, ordinal))
@@ -361,9 +388,12 @@ class LocalEstate:
             if proc.kind == "frontend":
                 self._start_frontend(proc, workload, container, files, addresses)
         for proc, workload, container, files in plans:
-            sidecar = sidecar_container(workload)
+            sidecar = _sidecar(workload, EXPORTER)
             if sidecar is not None and proc.kind in ("broker", "bridge"):
                 self._start_exporter(proc, sidecar)
+            reloader = _sidecar(workload, RELOADER)
+            if reloader is not None and proc.kind == "broker":
+                self._start_reloader(proc, reloader)
         for proc in self.processes:
             for listener in proc.listeners:
                 listener["server_name"] = proc.server_name
@@ -415,8 +445,7 @@ class LocalEstate:
         # the pod's own start script (its first argument after the shell), with the pod's directories mapped here
         script = proc.directory / container["command"][1].lstrip("/")
         proc.command = ["/bin/sh", str(script), str(local_conf)]
-        proc.env = {**proc.env, "MOSQUITTO_CONFIG_DIR": mounts[CONFIG_DIR], "MOSQUITTO_AUTH_DIR": mounts[AUTH_DIR],
-                    "MOSQUITTO_RUN_DIR": mounts[RUN_DIR]}
+        proc.env = {**proc.env, **_mosquitto_dirs(mounts)}
         self._launch(proc)
         listeners = parse_listeners(conf)
         # mosquitto opens every listener before it serves any, so the plain health listener tells readiness
@@ -442,6 +471,18 @@ class LocalEstate:
         proc.env = package_path({})
         self._launch(proc)
         wait_for_port(port, proc.process, proc.directory / "process.log")
+
+    def _start_reloader(self, pod: LocalProcess, container: dict) -> None:
+        """The broker pod's reloader sidecar: its script from the pod's config directory, under the broker's user
+        (as in the pod, which runs every container as that user), with the pod's directories mapped here."""
+        mounts = {m["mountPath"].rstrip("/"): str(pod.directory / m["mountPath"].strip("/"))
+                  for m in container.get("volumeMounts", [])}
+        script = rewrite_paths(f" {container['command'][-1]}", mounts)[1:]
+        proc = LocalProcess(pod.pod, "reloader", pod.directory / "reloader", workload=pod.workload)
+        proc.command = [*_ash(), script]
+        proc.env = {**{e["name"]: e["value"] for e in container.get("env", []) if "value" in e},
+                    **_mosquitto_dirs(mounts)}
+        self._launch(proc)
 
     def _plan_standin(self, proc: LocalProcess, workload: dict, files: dict) -> CloudStandin:
         """The local stand-in for the cloud a bridge pod dials, its files written (estate/cloud_standins.py)."""
@@ -539,7 +580,7 @@ class LocalEstate:
         log = proc.directory / "process.log"
         # Started directly as the broker's user (a later setuid would clear the parent-death signal), in its
         # own session so Ctrl-C reaches only us, and tied to our life so nothing outlives a killed parent.
-        account = _mosquitto_user() if proc.kind in ("broker", "bridge") else None
+        account = _mosquitto_user() if proc.kind in ("broker", "bridge", "reloader") else None
         ids = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []} if account else {}
         command = proc.command
         if proc.kind in ("broker", "bridge") and self.hosts_file is not None and account is not None:
@@ -555,17 +596,17 @@ class LocalEstate:
 
     def _kind_list(self, proc: LocalProcess) -> list[LocalProcess]:
         return {"broker": self.brokers, "bridge": self.bridges, "frontend": self.frontends,
-                "exporter": self.exporters}[proc.kind]
+                "exporter": self.exporters, "reloader": self.reloaders}[proc.kind]
 
     def kill(self, pod: str) -> None:
         """kill -9 one pod's main process (failover tests); its sidecars live on, as in a pod whose container
         crashed."""
-        proc = next(p for p in self.processes if p.pod == pod and p.kind != "exporter")
+        proc = next(p for p in self.processes if p.pod == pod and p.kind not in SIDECARS)
         proc.process.kill()
         proc.process.wait()
 
     def restart(self, pod: str) -> None:
-        proc = next(p for p in self.processes if p.pod == pod and p.kind != "exporter")
+        proc = next(p for p in self.processes if p.pod == pod and p.kind not in SIDECARS)
         self._kind_list(proc).remove(proc)
         self._launch(proc)
         if proc.health_port:

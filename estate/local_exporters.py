@@ -6,16 +6,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..components.exporter_sidecar import CONTAINER
 
 PACKAGE_ROOT = Path(sys.modules[__package__.rpartition(".")[0]].__file__).resolve().parent.parent
 """What puts `mqtt_estate` on the exporter's path: the folder holding the mqtt_estate package (the source
 checkout's root, or site-packages when installed), whatever the working directory."""
-
-
-def sidecar_container(workload: dict) -> dict | None:
-    """The pod's exporter sidecar container, if it has one."""
-    return next((c for c in workload["spec"]["template"]["spec"]["containers"] if c["name"] == CONTAINER), None)
 
 
 def local_command(container: dict, health_port: int, metrics_port: int, pod_dir: Path) -> list[str]:

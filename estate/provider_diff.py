@@ -478,8 +478,11 @@ def diff_resource(old: Registered, new: Registered, options: ProviderOptions) ->
     """The provider's verdict for one resource present in both renders."""
     before, after = normalize(kubernetes_object(old)), normalize(kubernetes_object(new))
     if _is_autonamed(after) and _is_autonamed(before):
-        # metadata/naming.go:56-65: an unnamed object adopts its previous autoname, so the names never differ.
-        after.setdefault("metadata", {})["name"] = _name(before)
+        # metadata/naming.go:27-54: Check marks an unnamed object with the autonamed annotation, and 56-65: it
+        # adopts its previous autoname, so the names never differ (and a replacement still creates first)
+        metadata = after.setdefault("metadata", {})
+        metadata["name"] = _name(before)
+        metadata["annotations"] = {**(metadata.get("annotations") or {}), AUTONAMED: "true"}
     changes = list(field_changes(before, after))
     kind = after.get("kind", "")
     if not changes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import string
 
 from .seed import Seed
@@ -49,7 +50,11 @@ def _string(seed: Seed, name: str, inputs: dict) -> str:
         raise InputError(f"length {length} is less than minUpper + minLower + minNumeric + minSpecial ({total})")
     if not classes:
         raise InputError("upper, lower, numeric and special are all false (at least one must be true)")
-    rng = seed.rng("random", name)
+    # keepers are the provider's way to ask for a new value (a change replaces the resource): the value derives
+    # from them too, and from the name alone without them (so a resource without keepers keeps its value)
+    keepers = inputs.get("keepers")
+    rng = seed.rng("random", name, json.dumps(keepers, sort_keys=True, separators=(",", ":"))) if keepers \
+        else seed.rng("random", name)
     chars = [rng.choice(pool) for pool, minimum in classes for _ in range(minimum)]
     alphabet = "".join(pool for pool, _ in classes)
     chars += [rng.choice(alphabet) for _ in range(length - len(chars))]

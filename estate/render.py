@@ -15,6 +15,7 @@ from .manifests import kubernetes_objects, object_index, pod_files, workloads, w
 from .output import RENDER_MARKER, check_stack_name, staged_directory, write_file
 from .seed import load_or_create
 from .stackfile import StackFile, read_program_stack_file, read_stack_file
+from .topology import write_topology
 
 if TYPE_CHECKING:
     from .program import Program
@@ -95,7 +96,8 @@ def render(stack: str, config: Optional[Path] = None, out: Optional[Path] = None
 
 
 def write_render(stack: str, stack_file: StackFile, registry: Registry, out: Optional[Path] = None) -> Render:
-    """Write what the program registered: manifests, pod files, resource tree and public outputs."""
+    """Write what the program registered: manifests, pod files, resource tree, public outputs and the topology
+    diagram (topology.dot, and .svg/.png when graphviz's `dot` is installed)."""
     objects = kubernetes_objects(registry)
     final = out or Path("out") / stack
     with staged_directory(final) as scratch:
@@ -106,4 +108,5 @@ def write_render(stack: str, stack_file: StackFile, registry: Registry, out: Opt
                 write_file(scratch / "files" / workload["metadata"]["name"] / mount_path.lstrip("/"), content, secret)
         write_file(scratch / RENDER_MARKER, resource_tree(registry, stack))
         write_file(scratch / "outputs.json", json.dumps(registry.public_outputs(), indent=2, sort_keys=True) + "\n")
+        write_topology(objects, scratch)
     return Render(stack, stack_file, registry, objects, final.resolve())

@@ -94,6 +94,7 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
         "server_dns_names": server_names(estate) + (["localhost"] if estate.pki.loopback_sans else []),
         "server_ip_addresses": list(estate.pki.extra_ip_addresses) + (["127.0.0.1"] if estate.pki.loopback_sans else []),
         "client_names": cert_users + internal_users,
+        "client_rotations": {u.name: u.rotation for u in estate.users if u.rotation and u.auth != "password"},
         "existing_ca_cert_pem": secret("caCertPem") if estate.pki.existing_ca else None,
         "existing_ca_key_pem": secret("caKeyPem") if estate.pki.existing_ca else None,
     })
@@ -103,6 +104,7 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
         "topics": [r.model_dump() for r in u.topics],
         "password_login": u.auth in ("password", "both"),
         "password": secret(f"{SECRET_KEY_PREFIX}{u.name}"),
+        "rotation": u.rotation,
     } for u in estate.users]
     if estate.clustered:
         users.append({"name": bridge_user, "role": "bridge", "password_login": False})

@@ -14,6 +14,7 @@ from pydantic.alias_generators import to_camel
 
 from ..components.haproxy_cfg import (DEFAULT_CONCURRENT_CONNECTIONS, DEFAULT_CONNECTION_RATE, DEFAULT_RATE_PERIOD,
                                    time_problem)
+from ..components.users import MAX_ROTATION
 from . import grammar
 from .errors import PATTERN_HINTS
 from .presets import PRESETS
@@ -278,6 +279,10 @@ class User(Model):
     zone: Optional[DnsLabel] = None
     groups: list[GroupId] = []
     topics: list[AclRule] = []
+    rotation: int = Field(0, ge=0, le=MAX_ROTATION)
+    """How many times the user's generated password and certificate were rotated (`estate users rotate` adds 1):
+    raising it makes the next render/`pulumi up` issue a new password (auth password or both) and a new key and
+    certificate (auth certificate or both). A supplied `password-<user>` secret is not rotated by it."""
 
 
 class KeySpec(Model):

@@ -36,6 +36,7 @@ from mqtt_estate.components.broker import MosquittoBroker, pod_dns_names
 from mqtt_estate.components.haproxy import HaProxyFrontend
 from mqtt_estate.components.haproxy_cfg import FLOOD_TABLE, mqtt_connect_hex, render_haproxy_cfg
 from mqtt_estate.components.pki import Pki
+from mqtt_estate.components.reloader_sidecar import AUTH_FILES
 from mqtt_estate.estate.cli import EXIT_CONFIG
 from mqtt_estate.estate.local import LocalEstate, free_port
 from mqtt_estate.estate.mqtt_client import V5, V311, connect
@@ -130,14 +131,17 @@ def test_the_listener_gets_an_acl_file_of_its_own_in_the_auth_secret(broker_regi
     assert "allow_anonymous false\nuse_identity_as_username true\nacl_file /mosquitto/run/acl" in blocks["# mqtts-dev"]
 
 
-def test_anonymous_rules_are_in_the_auth_hash():
-    """Changing what anonymous clients may do rolls the pods (the auth-hash annotation changes)."""
-    def auth_hash(registry):
-        return by_name(registry, "b-statefulset").inputs["spec"]["template"]["metadata"]["annotations"][
-            "mqtt-estate.io/auth-hash"]
+def test_anonymous_rules_change_only_the_auth_secret():
+    """Changing what anonymous clients may do updates the auth Secret (the listener's own ACL file, which the
+    reloader applies with SIGHUP) and leaves the pod template as it was."""
+    def parts(registry):
+        return (by_name(registry, "b-auth").inputs["stringData"]["legacy.acl"],
+                by_name(registry, "b-statefulset").inputs["spec"]["template"])
 
     narrower = [{**LISTENERS[1], "anonymous_topics": [{"access": "write", "topic": "legacy/#"}]}]
-    assert auth_hash(build_broker(LISTENERS[:1] + narrower + LISTENERS[2:])) != auth_hash(build_broker())
+    (acl_before, pod_before), (acl_after, pod_after) = parts(build_broker()), parts(
+        build_broker(LISTENERS[:1] + narrower + LISTENERS[2:]))
+    assert acl_before != acl_after and pod_before == pod_after
 
 
 def test_network_policy_gives_the_listener_a_rule_of_its_ranges(broker_registry):
@@ -213,6 +217,7 @@ def test_the_start_script_copies_every_acl_file_private(tmp_path):
         for directory in dirs.values():
             directory.mkdir(parents=True)
         (dirs["config"] / "health.acl").write_text("topic read $SYS/broker/uptime\n")
+        (dirs["config"] / "auth-files.sh").write_text(AUTH_FILES)  # the ConfigMap holds both scripts
         for name, text in {"passwd": "admin:$7$x\n", "acl": "user admin\ntopic #\n", **listener_acls}.items():
             (dirs["auth"] / name).write_text(text)
             (dirs["auth"] / name).chmod(0o444)
@@ -221,7 +226,9 @@ def test_the_start_script_copies_every_acl_file_private(tmp_path):
         proc = subprocess.run(["/bin/sh", str(script), "/conf"], env=env, capture_output=True, text=True, timeout=30)
         assert proc.returncode == 0 and proc.stdout == "started -c /conf\n", proc.stderr
         copied = {p.name: stat.S_IMODE(p.stat().st_mode) for p in dirs["run"].iterdir()}
-        assert copied == {name: 0o600 for name in ["passwd", "acl", "health.acl", *listener_acls]}
+        # and the fingerprint of what mosquitto was given, for the reloader sidecar
+        assert copied == {name: 0o600 for name in ["passwd", "acl", "health.acl", "applied-fingerprint",
+                                                   *listener_acls]}
         for name, text in listener_acls.items():
             assert (dirs["run"] / name).read_text() == text
 

@@ -88,7 +88,8 @@ def test_statefulset_is_restricted_and_probed(registry):
 
 def test_no_secret_in_configmap(registry):
     data = obj(registry, "b-config")["data"]
-    assert sorted(data) == ["b-0.conf", "b-1.conf", "health.acl", "start.sh"]  # one file per pod ordinal when clustered
+    # one file per pod ordinal when clustered; the start script, and the reloader's script and the one both source
+    assert sorted(data) == ["auth-files.sh", "b-0.conf", "b-1.conf", "health.acl", "reload.sh", "start.sh"]
     for conf in data.values():
         assert "BEGIN" not in conf and "$7$" not in conf
     assert "allow_anonymous false" in data["b-0.conf"] and "per_listener_settings true" in data["b-0.conf"]
@@ -109,23 +110,67 @@ def test_credentials_output_is_secret(registry):
 
 def test_pod_template_carries_content_hashes(registry):
     annotations = obj(registry, "b-statefulset")["spec"]["template"]["metadata"]["annotations"]
-    assert set(annotations) == {"mqtt-estate.io/config-hash", "mqtt-estate.io/auth-hash", "mqtt-estate.io/tls-hash"}
+    assert set(annotations) == {"mqtt-estate.io/config-hash", "mqtt-estate.io/tls-restart-hash"}
 
 
-def test_adding_a_user_touches_only_auth_secret_and_annotation():
-    """The rollout model: a new user changes one Secret and one pod annotation, nothing else."""
+def test_without_reloader_every_secret_change_rolls():
+    """reloader False: the auth and full TLS hashes are back in the pod template, and no sidecar or shared PID
+    namespace."""
+    pod = obj(build(reloader=False), "b-statefulset")["spec"]["template"]
+    assert set(pod["metadata"]["annotations"]) == {"mqtt-estate.io/config-hash", "mqtt-estate.io/auth-hash",
+                                                   "mqtt-estate.io/tls-hash"}
+    assert "shareProcessNamespace" not in pod["spec"]
+    assert [c["name"] for c in pod["spec"]["containers"]] == ["mosquitto"]
+
+
+def test_reloader_sidecar_shares_the_pod_and_its_volumes(registry):
+    pod = obj(registry, "b-statefulset")["spec"]["template"]["spec"]
+    assert pod["shareProcessNamespace"] is True
+    broker, reloader = pod["containers"][0], pod["containers"][-1]
+    assert reloader["name"] == "reloader" and reloader["image"] == broker["image"]
+    assert reloader["command"] == ["/bin/sh", "/mosquitto/config/reload.sh"]
+    mounts = {m["name"]: (m["mountPath"], m.get("readOnly", False)) for m in reloader["volumeMounts"]}
+    broker_mounts = {m["name"]: m["mountPath"] for m in broker["volumeMounts"]}
+    assert mounts == {"config": (broker_mounts["config"], True), "auth": (broker_mounts["auth"], True),
+                      "certs": (broker_mounts["certs"], True), "run": (broker_mounts["run"], False)}
+    assert all("subPath" not in m for c in pod["containers"] for m in c["volumeMounts"])  # the kubelet updates them
+    assert reloader["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert reloader["securityContext"]["allowPrivilegeEscalation"] is False
+    assert "pid_file /mosquitto/run/mosquitto.pid" in obj(registry, "b-config")["data"]["b-0.conf"]
+
+
+def test_adding_a_user_touches_only_the_auth_secret():
+    """The rollout model: a new user changes one Secret; the pod template stays as it was (the reloader applies
+    it), so nothing restarts."""
     before = build()
     after = build(users=[{"name": "admin", "role": "admin"}, {"name": "dev1", "password_login": False},
                          {"name": "new-user", "role": "device"}])
     changed = sorted(r.name for r in after.resources
                      if r.custom and r.type.startswith("kubernetes:")
                      and by_name(before, r.name).inputs != r.inputs)
-    assert changed == ["b-auth", "b-statefulset"]
-    sts_before, sts_after = obj(before, "b-statefulset"), obj(after, "b-statefulset")
-    ann_b = sts_before["spec"]["template"]["metadata"].pop("annotations")
-    ann_a = sts_after["spec"]["template"]["metadata"].pop("annotations")
-    assert sts_before == sts_after
-    assert [k for k in ann_a if ann_a[k] != ann_b[k]] == ["mqtt-estate.io/auth-hash"]
+    assert changed == ["b-auth"]
+
+
+def test_a_new_ca_rolls_the_pods_a_new_server_certificate_does_not():
+    """mosquitto reloads the server certificate and key on SIGHUP, never the CA (src/net.c:470-506 at v2.0.20)."""
+    def restart_hash(registry):
+        return obj(registry, "b-statefulset")["spec"]["template"]["metadata"]["annotations"][
+            "mqtt-estate.io/tls-restart-hash"]
+
+    def with_pems(ca: int, cert: int):
+        def body():
+            pkis = [Pki(f"p{i}", {"server_dns_names": pod_dns_names("b", "ns", 1), "client_names": []})
+                    for i in (1, 2)]
+            settings = {key: value for key, value in SETTINGS.items() if key != "internal_port"}
+            MosquittoBroker("b", {"namespace": "ns", "settings": settings, "password_iterations": 1000,
+                                  "users": [{"name": "admin", "role": "admin"}], "ca_cert_pem": pkis[ca].ca_cert_pem,
+                                  "server_cert_pem": pkis[cert].server_cert_pem,
+                                  "server_key_pem": pkis[cert].server_key_pem})
+        return run_components(body)
+
+    base = restart_hash(with_pems(0, 0))
+    assert restart_hash(with_pems(0, 1)) == base
+    assert restart_hash(with_pems(1, 0)) != base
 
 
 def test_config_change_gets_a_new_configmap_name():

@@ -92,7 +92,7 @@ CASES = [
           mqtt-estate:users:
             - {name: admin, rol: admin}
         """,
-        "bad.yaml: mqtt-estate:users[0].rol: unknown key (allowed: name, role, auth, zone, groups, topics)",
+        "bad.yaml: mqtt-estate:users[0].rol: unknown key (allowed: name, role, auth, zone, groups, topics, rotation)",
     ),
     (
         "port-out-of-range",

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from mqtt_estate.components.reloader_sidecar import AUTH_FILES, AUTH_FILES_SCRIPT
 from mqtt_estate.estate.local import LocalEstate
 from mqtt_estate.estate.render import render
 
@@ -211,6 +212,7 @@ def test_the_start_script_raises_the_soft_limit_quietly(tmp_path, shell):
         directory.mkdir()
     for name in ("config/health.acl", "auth/passwd", "auth/acl"):
         (tmp_path / name).write_text("\n")
+    (dirs["config"] / AUTH_FILES_SCRIPT).write_text(AUTH_FILES)  # the start script sources it from the ConfigMap
     conf = tmp_path / "mosquitto.conf"
     env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", "MOSQUITTO_CONFIG_DIR": str(dirs["config"]),
            "MOSQUITTO_AUTH_DIR": str(dirs["auth"]), "MOSQUITTO_RUN_DIR": str(dirs["run"])}

@@ -109,7 +109,7 @@ def test_valid_names_render_and_re_render_into_out_stack(tmp_path):
         assert proc.returncode == 0, proc.stderr
     out = project / "out" / "prod.eu-1"
     assert proc.stdout.endswith(f"Kubernetes objects to {out}\n")
-    assert sorted(p.name for p in out.iterdir()) == ["files", "k8s", "outputs.json", "resources.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["files", "k8s", "outputs.json", "resources.txt", "topology.dot", "topology.png", "topology.svg"]
     assert (project / ".estate" / "prod.eu-1" / "seed.json").is_file()
     assert [p.name for p in (project / "out").iterdir()] == ["prod.eu-1"]  # no scratch or old render left
     dashed = estate("render", "--stack=-x", "--config", CONFIG, "--out", str(tmp_path / "dashed"), cwd=project)
