@@ -227,8 +227,6 @@ class MosquittoBroker(pulumi.ComponentResource):
         auth_secret = k8s.core.v1.Secret(
             f"{name}-auth", metadata=meta(f"{name}-auth", annotations=logins.annotations()), type="Opaque",
             string_data={"passwd": passwd, "acl": acl, **listener_acls}, opts=child)
-        auth_hash = pulumi.Output.unsecret(passwd.apply(lambda text: content_hash(
-            text, acl, *[f"{key}\0{value}" for key, value in sorted(listener_acls.items())])))
         self.credentials = logins.passwords
 
         # the key changes with the certificate, so hashing the certificates alone rolls the pods and keeps every
@@ -312,7 +310,9 @@ class MosquittoBroker(pulumi.ComponentResource):
         if reloads:
             sidecars.append(reloader_container(container["image"]))
             pod_annotations = {"mqtt-estate.io/config-hash": conf_hash, "mqtt-estate.io/tls-restart-hash": tls_hash}
-        else:
+        else:  # without the reloader every auth change must roll the pods: its hash goes into the template
+            auth_hash = pulumi.Output.unsecret(passwd.apply(lambda text: content_hash(
+                text, acl, *[f"{key}\0{value}" for key, value in sorted(listener_acls.items())])))
             pod_annotations = {"mqtt-estate.io/config-hash": conf_hash, "mqtt-estate.io/auth-hash": auth_hash,
                                "mqtt-estate.io/tls-hash": tls_hash}
         k8s.apps.v1.StatefulSet(

@@ -19,7 +19,6 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from ..stacks.errors import ConfigIssue, StackConfigError
 from .engine import Registered, Registry
 
 SNAPSHOT = """
@@ -95,7 +94,3 @@ def render_at_ref(project_dir: Path, ref: str, stack: str, config: Optional[Path
             raise BaseRenderError(f"the program at {ref} did not render: {lines[-1] if lines else 'no output'}")
         snapshot = json.loads(result.stdout)
     return registry_from_snapshot(snapshot), snapshot["pulumi_config"]
-
-
-def refuse(what: str, problem: str) -> StackConfigError:
-    return StackConfigError(what, [ConfigIssue(None, problem)])

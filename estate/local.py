@@ -175,6 +175,12 @@ def _sidecar(workload: dict, name: str) -> dict | None:
     return next((c for c in workload["spec"]["template"]["spec"]["containers"] if c["name"] == name), None)
 
 
+def _pod_mounts(directory: Path, container: dict) -> dict[str, str]:
+    """A container's mount paths -> where the pod directory holds them here."""
+    return {m["mountPath"].rstrip("/"): str(directory / m["mountPath"].strip("/"))
+            for m in container.get("volumeMounts", [])}
+
+
 def _mosquitto_dirs(mounts: dict[str, str]) -> dict[str, str]:
     """The environment the broker's scripts (start, reload, auth-files) read their directories from."""
     return {"MOSQUITTO_CONFIG_DIR": mounts[CONFIG_DIR], "MOSQUITTO_AUTH_DIR": mounts[AUTH_DIR],
@@ -426,8 +432,7 @@ class LocalEstate:
                 time.sleep(0.1)
 
     def _write_pod_files(self, proc: LocalProcess, container: dict, files: dict) -> dict[str, str]:
-        mounts = {m["mountPath"].rstrip("/"): str(proc.directory / m["mountPath"].strip("/"))
-                  for m in container.get("volumeMounts", [])}
+        mounts = _pod_mounts(proc.directory, container)
         for local in mounts.values():
             Path(local).mkdir(parents=True, exist_ok=True)
         for path, (content, secret) in files.items():
@@ -475,8 +480,7 @@ class LocalEstate:
     def _start_reloader(self, pod: LocalProcess, container: dict) -> None:
         """The broker pod's reloader sidecar: its script from the pod's config directory, under the broker's user
         (as in the pod, which runs every container as that user), with the pod's directories mapped here."""
-        mounts = {m["mountPath"].rstrip("/"): str(pod.directory / m["mountPath"].strip("/"))
-                  for m in container.get("volumeMounts", [])}
+        mounts = _pod_mounts(pod.directory, container)
         script = rewrite_paths(f" {container['command'][-1]}", mounts)[1:]
         proc = LocalProcess(pod.pod, "reloader", pod.directory / "reloader", workload=pod.workload)
         proc.command = [*_ash(), script]

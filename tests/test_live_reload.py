@@ -7,6 +7,7 @@ from eclipse/mosquitto v2.0.20 src/loop.c:231-240 and src/security_default.c:108
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -98,42 +99,11 @@ def test_a_change_that_rolls_pods_is_not_applied_as_a_volume_refresh(renders, tm
     assert not Pod.directory.exists()
 
 
-def test_a_stale_pid_file_is_never_signalled(tmp_path):
-    """The reloader signals only a process named mosquitto: a pid file left pointing at another process (a
-    recycled pid) is ignored, and said so. SIGHUP would end `sleep`, so its survival proves no signal went."""
-    dirs = {name: tmp_path / name for name in ("config", "auth", "certs", "run")}
-    for directory in dirs.values():
-        directory.mkdir()
-    for name, text in SCRIPTS.items():
-        (dirs["config"] / name).write_text(text)
-    (dirs["auth"] / "passwd").write_text("a:x\n")
-    (dirs["auth"] / "acl").write_text("user a\n")
-    (dirs["run"] / "applied-fingerprint").write_text("stale\n")  # what mosquitto was given differs from the files
-    bystander = subprocess.Popen(["sleep", "30"])
-    (dirs["run"] / "mosquitto.pid").write_text(str(bystander.pid))
-    env = {**os.environ, "RELOAD_INTERVAL_SECONDS": "0.2", **{f"MOSQUITTO_{name.upper()}_DIR": str(path)
-                                                                for name, path in dirs.items()}}
-    shell = ["busybox", "sh"] if shutil.which("busybox") else ["/bin/sh"]
-    reloader = subprocess.Popen([*shell, str(dirs["config"] / "reload.sh")], env=env, stderr=subprocess.PIPE,
-                                text=True)
-    try:
-        assert wait_for(lambda: (dirs["run"] / "reloader-heartbeat").exists(), 5) is not None
-        quiet(2.0)  # several comparisons, each finding the change
-        assert bystander.poll() is None
-    finally:
-        reloader.terminate()
-        bystander.kill()
-        _, errors = reloader.communicate(timeout=5)
-        bystander.wait()
-    assert "mosquitto is not running" in errors
-    assert (dirs["run"] / "applied-fingerprint").read_text() == "stale\n"  # nothing applied, so it is tried again
-
-
-@pytest.mark.parametrize("acl, signalled", [("user a\ntopic read a/#\n", True), ("user a\nbogus line\n", False)])
-def test_an_acl_mosquitto_would_refuse_is_never_handed_over(tmp_path, acl, signalled):
-    """mosquitto 2.0 reloading an ACL with an invalid line logs it and stops checking ACLs at all (allow-all until
-    the next good reload): the reloader keeps such a file back. A stand-in named mosquitto (sleep, which SIGHUP
-    ends) shows whether a signal went."""
+@contextlib.contextmanager
+def reloader_beside(tmp_path, acl: str, target_name: str):
+    """The rendered reload.sh (0.2 s interval, busybox ash when installed) watching files that differ from what
+    the run directory says mosquitto was given, with `mosquitto.pid` naming a `sleep 30` started under
+    `target_name` (its process name). Yields {"dirs", "target"}; after the block, also "out" and "errors"."""
     dirs = {name: tmp_path / name for name in ("config", "auth", "certs", "run", "bin")}
     for directory in dirs.values():
         directory.mkdir()
@@ -141,22 +111,43 @@ def test_an_acl_mosquitto_would_refuse_is_never_handed_over(tmp_path, acl, signa
         (dirs["config"] / name).write_text(text)
     (dirs["auth"] / "passwd").write_text("a:x\n")
     (dirs["auth"] / "acl").write_text(acl)
-    (dirs["run"] / "applied-fingerprint").write_text("before\n")
-    stand_in = dirs["bin"] / "mosquitto"
-    shutil.copy(shutil.which("sleep"), stand_in)
-    target = subprocess.Popen([str(stand_in), "30"])
+    (dirs["run"] / "applied-fingerprint").write_text("stale\n")  # what mosquitto was given differs from the files
+    executable = dirs["bin"] / target_name
+    shutil.copy(shutil.which("sleep"), executable)
+    target = subprocess.Popen([str(executable), "30"])
     (dirs["run"] / "mosquitto.pid").write_text(str(target.pid))
     env = {**os.environ, "RELOAD_INTERVAL_SECONDS": "0.2", **{f"MOSQUITTO_{name.upper()}_DIR": str(path)
                                                                 for name, path in dirs.items()}}
     shell = ["busybox", "sh"] if shutil.which("busybox") else ["/bin/sh"]
     reloader = subprocess.Popen([*shell, str(dirs["config"] / "reload.sh")], env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
+    run = {"dirs": dirs, "target": target}
     try:
-        ended = wait_for(lambda: target.poll() is not None, 4)
+        yield run
     finally:
         reloader.terminate()
         target.kill()
-        out, errors = reloader.communicate(timeout=5)
+        run["out"], run["errors"] = reloader.communicate(timeout=5)
         target.wait()
-    assert (ended is not None) == signalled, (out, errors)
-    assert ("would refuse" in errors) == (not signalled)
+
+
+def test_a_stale_pid_file_is_never_signalled(tmp_path):
+    """The reloader signals only a process named mosquitto: a pid file left pointing at another process (a
+    recycled pid) is ignored, and said so. SIGHUP would end `sleep`, so its survival proves no signal went."""
+    with reloader_beside(tmp_path, "user a\n", "sleep") as run:
+        assert wait_for(lambda: (run["dirs"]["run"] / "reloader-heartbeat").exists(), 5) is not None
+        quiet(2.0)  # several comparisons, each finding the change
+        assert run["target"].poll() is None
+    assert "mosquitto is not running" in run["errors"]
+    assert (run["dirs"]["run"] / "applied-fingerprint").read_text() == "stale\n"  # nothing applied: tried again
+
+
+@pytest.mark.parametrize("acl, signalled", [("user a\ntopic read a/#\n", True), ("user a\nbogus line\n", False)])
+def test_an_acl_mosquitto_would_refuse_is_never_handed_over(tmp_path, acl, signalled):
+    """mosquitto 2.0 reloading an ACL with an invalid line logs it and stops checking ACLs at all (allow-all until
+    the next good reload): the reloader keeps such a file back. A stand-in named mosquitto (sleep, which SIGHUP
+    ends) shows whether a signal went."""
+    with reloader_beside(tmp_path, acl, "mosquitto") as run:
+        ended = wait_for(lambda: run["target"].poll() is not None, 4)
+    assert (ended is not None) == signalled, (run["out"], run["errors"])
+    assert ("would refuse" in run["errors"]) == (not signalled)
