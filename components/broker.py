@@ -334,8 +334,8 @@ class MosquittoBroker(pulumi.ComponentResource):
                     "spec": {
                         "serviceAccountName": account.metadata["name"],
                         "automountServiceAccountToken": False,
-                        # the reloader signals mosquitto: same user, one process namespace (allowed by the
-                        # restricted Pod Security Standard, which does not check this field)
+                        # the reloader signals mosquitto: same user, one process namespace (no Pod Security
+                        # Standard checks this field: sources in components/reloader_sidecar.py)
                         **({"shareProcessNamespace": True} if reloads else {}),
                         "securityContext": restricted_pod(MOSQUITTO_UID),
                         "terminationGracePeriodSeconds": 30,

@@ -2,6 +2,24 @@
 mosquitto through a SIGHUP instead of a pod restart (mosquitto_reload.sh says what mosquitto re-reads, with the
 source it was read in).
 
+What the sidecar relies on outside this repository (read in their source):
+- The kubelet rewrites a Secret volume in place by swapping one `..data` symlink to a new timestamped directory
+  (kubernetes/kubernetes pkg/volume/util/atomic_writer.go:40-57, 112-115, 215, 233; read in a stored copy whose
+  commit was not shown), and never updates a `subPath` mount (kubernetes/website
+  content/en/docs/concepts/configuration/secret.md, "does not receive automated Secret updates"; kubernetes#50345).
+  Within the kubelet's syncFrequency, "1m" by default, with the Watch change detection (kubernetes/kubelet v0.36.3
+  config/v1beta1/types.go:138-142, 699-708).
+- `shareProcessNamespace` lets containers "view and signal processes from other containers in the same pod"
+  (kubernetes/api v0.36.3 core/v1/types.go:4257-4264), and no Pod Security Standard checks it
+  (kubernetes/pod-security-admission v0.36.2: no match in the tree; the host-namespace check is hostNetwork,
+  hostPID and hostIPC only, policy/check_hostNamespaces.go:28-36). A process may signal another of the same user
+  with no capability (kill(2), man-pages 5.13 man2/kill.2:87-92).
+- The eclipse-mosquitto 2.0.20 image (eclipse/mosquitto fb9b1153 docker/2.0-openssl/Dockerfile, FROM alpine:3.20)
+  has busybox ash as /bin/sh, and mosquitto's user is uid 1883 (Dockerfile:74-75). The applets the script uses
+  (cat, cksum, grep, date, sleep, kill, mv, basename) are enabled in Alpine's busybox configuration as far as it
+  could be read (alpinelinux/aports main/busybox/busyboxconfig at f246c371, busybox 1.29.2); the 3.20 file itself
+  could not be read here, and no image could be run.
+
 What the pod template must then NOT carry: the hash of the password file, the ACLs and the server certificate and
 key (they would roll the pods the reloader spares). What it must still carry: the CA (read only when a listener
 starts) and the bridges' client certificate (bridges are never reloaded), so those roll the pods as before.

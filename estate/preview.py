@@ -19,8 +19,9 @@ from .provider_diff import (CREATE, DELETE, REPLACE, SAME, UPDATE, Change, field
 
 SECRET = "[secret]"
 SYMBOLS = {CREATE: "+ ", UPDATE: "~ ", REPLACE: "+-", DELETE: "- ", SAME: "  "}
-"""The step symbols of `pulumi preview` (pulumi/pulumi sdk/go/common/display/step.go: create "+ ", update "~ ",
-replace "+-", delete "- ")."""
+"""The step symbols of `pulumi preview` (pulumi/pulumi v3.259.0 pkg/resource/deploy/step.go:2335-2372: create
+"+ ", update "~ ", replace "+-", delete "- "); its summary lines read "+ 1 to create", "+-1 to replace"
+(pkg/backend/display/diff.go:271-345)."""
 ORDER = (CREATE, UPDATE, REPLACE, DELETE)
 WORDS = {CREATE: "to create", UPDATE: "to update", REPLACE: "to replace", DELETE: "to delete"}
 

@@ -3,7 +3,8 @@ Secret does to a pod's files when the pod template stays the same (no restart; t
 there).
 
 The kubelet writes a volume's new content into a fresh directory and swaps one symbolic link (`..data`), so a
-container sees either all of the old files or all of the new ones (kubernetes pkg/volume/util/atomic_writer.go).
+container sees either all of the old files or all of the new ones (kubernetes/kubernetes
+pkg/volume/util/atomic_writer.go:112-115, 233).
 Here each changed file is replaced by a rename, one after the other; the reloader acts only on a fingerprint that
 held for a second, which covers the gap.
 """
