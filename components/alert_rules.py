@@ -5,16 +5,20 @@ and limits as the estate's configuration.
 Every alert carries the labels `severity` (critical: clients or data are being lost now; warning: they will be
 unless somebody acts) and `namespace`, and the annotations `summary`, `description` and `runbook_url` (the README
 has a `#### <AlertName>` heading per alert, hence the lower-cased anchor). Alerts whose inputs the estate does not
-have (no connection limit, no cloud bridge, no HAProxy frontend, no SAS token) are left out rather than written
-against series that never exist.
+have (no connection limit, no cloud bridge, no HAProxy frontend, no SAS token, no backup sidecar) are left out
+rather than written against series that never exist.
 
 The output is plain dicts and lists in a fixed order: the same targets give byte-identical YAML.
 """
 
 from __future__ import annotations
 
+from ..stacks.grammar import prometheus_duration_ms
+from .backup_sidecar import METRICS_PORT_NAME as BACKUP_PORT_NAME
+from .exporter_sidecar import PORT_NAME as EXPORTER_PORT_NAME
 from .promql import alternatives, selector
-from .monitoring_targets import BridgeTarget, MonitoringTargets
+from .monitoring_targets import (BACKUP_FAILURES, BACKUP_INTERVAL, BACKUP_LAST_ATTEMPT, BACKUP_LAST_SUCCESS,
+                                 DATABASE_RECOVERY, BridgeTarget, MonitoringTargets)
 
 DAY = 86400
 
@@ -24,14 +28,28 @@ CERTIFICATE_CRITICAL_SECONDS = 7 * DAY
 CHURN_ALLOWANCE_PER_MINUTE = 60
 """Reconnects per minute tolerated on top of one per connected client (rolling restarts, a reconnecting line)."""
 
+BACKUP_STALE_INTERVALS = 2
+"""A backup older than this many schedule intervals (plus alert_after) is stale: one missed backup can be a slow
+upload or a pod restart between two schedules, two in a row cannot."""
+
+RECOVERY_WINDOW_SECONDS = DAY
+"""How long a database recovery stays an alert: long enough to be seen on the next working shift."""
+
+RECOVERY_SEVERITY = {"empty": "critical", "restored": "warning"}
+"""The recovery outcomes that alert. `empty`: no backup could be restored and the broker started without its
+retained messages and queued sessions (data lost now). `restored`: the last good backup replaced a damaged database,
+so what arrived since that backup is gone and the damage has a cause to find. `requested` does not alert: the stack
+asked for that restore (`restore.request`) and the same `pulumi up` applied it; the dashboard shows it."""
+
 
 # --------------------------------------------------------------------------------------------------- helpers
 
 
-
-
-
-
+def _prometheus_duration(seconds: int) -> str:
+    """90060 -> "25h1m": a Prometheus duration (a rule's `for`, a range), in hours, minutes and seconds."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return "".join(f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if n) or "0s"
 
 
 def _duration(seconds: int) -> str:
@@ -75,10 +93,13 @@ def broker_down(t: MonitoringTargets) -> list[dict]:
 def broker_absent(t: MonitoringTargets) -> list[dict]:
     """Fewer broker pods scraped than broker_replicas (the autoscaler's minimum): a pod is gone, Pending or its
     exporter is dead, which `mosquitto_up` cannot say since nobody reports it. `or vector(0)` makes "no target at
-    all" count as 0 instead of no series."""
+    all" count as 0 instead of no series. Only the exporter's endpoint is counted: the backup sidecar's port is a
+    second target of the same pod."""
     n = t.broker_replicas
+    # one `up` per scraped port of a pod: count the exporter's (with backups on the backup sidecar has its own)
+    up = selector("up", job=t.broker_job, endpoint=EXPORTER_PORT_NAME)
     return [_alert(
-        t, "MosquittoBrokerAbsent", f"(count({selector('up', job=t.broker_job)} == 1) or vector(0)) < {n}",
+        t, "MosquittoBrokerAbsent", f"(count({up} == 1) or vector(0)) < {n}",
         "critical",
         f"Fewer than {n} Mosquitto brokers are up in {t.namespace}",
         "Only {{ $value }} of the " + str(n) + " broker pods of " + t.broker + " have been scraped successfully "
@@ -299,12 +320,105 @@ def sas_tokens_expiring(t: MonitoringTargets) -> list[dict]:
     return rules
 
 
+# --------------------------------------------------------------------------------------------------- backups
+# The backup sidecar of every broker pod (container `backup`, port backup-metrics) is scraped by the broker
+# PodMonitor: its samples carry the broker job, the pod, and endpoint="backup-metrics".
+
+
+def _backup_selector(t: MonitoringTargets, metric: str, **matchers: str) -> str:
+    return selector(metric, job=t.broker_job, **matchers)
+
+
+def _alert_after_seconds(t: MonitoringTargets) -> int:
+    return prometheus_duration_ms(t.alert_after) // 1000
+
+
+def backup_stale_seconds(t: MonitoringTargets) -> int:
+    """How long a broker pod may go without a successful backup: two schedule intervals plus alert_after."""
+    return BACKUP_STALE_INTERVALS * t.backup_interval_seconds + _alert_after_seconds(t)
+
+
+def backup_stale(t: MonitoringTargets) -> list[dict]:
+    """No successful backup of a broker pod for more than two schedule intervals plus alert_after (W). One rule, so
+    the alert keeps one identity (the sidecar target's job, namespace, pod, container and endpoint) whichever
+    branch holds; its value is how long there has been no success, at least:
+
+    - the last success is older than two of the intervals the sidecar exports plus alert_after (a pod still on an
+      old schedule during a rollout is judged by its own); the value is its age;
+    - or the sidecar's target exists (up 1, or 0 when it cannot be scraped: crash-looping, not started) and has
+      reported no success at all in the last W (the metric is absent until a sidecar's first success, and a
+      restarted sidecar forgets the last one), while the target already existed W ago (`offset`: a pod or a
+      backup sidecar younger than W has not had its chance); the value is W.
+
+    The age only grows and W is already waited for, so no `for`. Warning: nothing is lost until the volume is, but
+    from now on a lost volume loses more than two schedules' worth of messages."""
+    last = _backup_selector(t, BACKUP_LAST_SUCCESS)
+    interval = _backup_selector(t, BACKUP_INTERVAL)
+    target = selector("up", job=t.broker_job, endpoint=BACKUP_PORT_NAME)
+    w_seconds = backup_stale_seconds(t)
+    w = _prometheus_duration(w_seconds)
+    old = f"time() - {last} > {BACKUP_STALE_INTERVALS} * {interval} + {_alert_after_seconds(t)}"
+    none = (f"(({target} * 0 + {w_seconds} unless on(namespace, pod) last_over_time({last}[{w}]))"
+            f" and on(namespace, pod) ({target} offset {w}))")
+    return [_alert(
+        t, "BackupStale", f"{old} or {none}", "warning",
+        "No recent backup of Mosquitto broker {{ $labels.pod }}",
+        "{{ $labels.pod }} in " + t.namespace + " has had no successful backup of its mosquitto.db for "
+        "{{ $value | humanizeDuration }} or more (limit: " + str(BACKUP_STALE_INTERVALS) + " backup intervals of "
+        + _duration(t.backup_interval_seconds) + " plus " + t.alert_after + "); a lost volume would lose everything "
+        "written since.")]
+
+
+def backup_failing(t: MonitoringTargets) -> list[dict]:
+    """Backup attempts of a broker pod failed within the last two schedule intervals (the counter increased),
+    unless a success is at least as recent as the last attempt: one failure is then already repaired by the next
+    attempt. A window of two intervals always holds an attempt, so a sidecar failing on every attempt fires without
+    a gap. Warning, before BackupStale: the sidecar logs one line per failure (container `backup`)."""
+    window = _prometheus_duration(BACKUP_STALE_INTERVALS * t.backup_interval_seconds)
+    failures = _backup_selector(t, BACKUP_FAILURES)
+    succeeded = (f"{_backup_selector(t, BACKUP_LAST_SUCCESS)} >= "
+                 f"{_backup_selector(t, BACKUP_LAST_ATTEMPT)}")
+    return [_alert(
+        t, "BackupFailing", f"increase({failures}[{window}]) > 0 unless on(namespace, pod) ({succeeded})",
+        "warning",
+        "Backups of Mosquitto broker {{ $labels.pod }} are failing",
+        "Backup attempts of {{ $labels.pod }} in " + t.namespace + " failed in the last " + window + " and none "
+        "has succeeded since; the log of its container `backup` has one line per failure.")]
+
+
+def database_recovered(t: MonitoringTargets) -> list[dict]:
+    """The restore initContainer replaced a broker's database in the last day (RECOVERY_SEVERITY: which outcomes
+    alert and why). One rule per outcome, since the severity differs; the `outcome` label comes from the series."""
+    rules = []
+    for outcome, severity in RECOVERY_SEVERITY.items():
+        recovered = _backup_selector(t, DATABASE_RECOVERY, outcome=outcome)
+        happened = "{{ $value | humanizeDuration }} ago"
+        if outcome == "empty":
+            summary = "Mosquitto broker {{ $labels.pod }} started with an empty database"
+            what = ("its database was damaged or missing and no backup could be restored, so it started empty: "
+                    "its retained messages and the queued messages of offline sessions are gone")
+        else:
+            summary = "Mosquitto broker {{ $labels.pod }} was restored from a backup"
+            what = ("its database was damaged or missing and was replaced by the last good backup: what arrived "
+                    "after that backup is gone")
+        rules.append(_alert(
+            t, "BrokerDatabaseRecovered", f"time() - {recovered} < {RECOVERY_WINDOW_SECONDS}", severity, summary,
+            happened + ", when {{ $labels.pod }} in " + t.namespace + " started, " + what + ". Nothing was "
+            "deleted: a damaged database is kept as mosquitto.db.corrupt-<UTC time>."))
+    return rules
+
+
+BACKUP_ALERTS = (backup_stale, backup_failing, database_recovered)
+
+
 # --------------------------------------------------------------------------------------------------- groups
 
 
 def alert_groups(t: MonitoringTargets) -> list[dict]:
     """The PrometheusRule's `spec.groups`, in a fixed order."""
     groups = [{"name": "mqtt-estate-brokers", "rules": [r for make in BROKER_ALERTS for r in make(t)]}]
+    if t.backup_interval_seconds:
+        groups.append({"name": "mqtt-estate-backups", "rules": [r for make in BACKUP_ALERTS for r in make(t)]})
     if t.bridges and t.bridge_job:
         groups.append({"name": "mqtt-estate-bridges",
                        "rules": [r for make in BRIDGE_ALERTS for b in t.bridges for r in make(t, b)]})

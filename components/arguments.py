@@ -33,6 +33,7 @@ import pulumi
 from typing_extensions import NotRequired, Required, get_args, get_origin  # they know Required on 3.10 too
 
 from ..stacks import grammar
+from . import backup_rules
 from ..stacks.errors import MAX_LINES, ConfigIssue, already_used, key_path, listed_twice, name_taken, safe_text
 from .credentials import MAXIMUM_ITERATIONS, SUPPLIED_ITERATIONS, supplied_password_problem
 from .haproxy_cfg import MAX_RATE_PERIOD_MS, PEER_PORT, STATS_PORT
@@ -282,6 +283,40 @@ RULES: dict[str, dict[str, Check]] = {
         "ecdsa_curve": one_of("P256", "P384"),
         "rsa_bits": one_of(2048, 3072, 4096),
     },
+    # MosquittoBroker's backup and BackupBucket (components/backup_rules.py)
+    "BrokerBackup": {
+        "image": grammar.image_reference,
+        "interval_seconds": between(backup_rules.MIN_INTERVAL_SECONDS, backup_rules.MAX_INTERVAL_SECONDS,
+                                    "each backup makes mosquitto write its whole database"),
+    },
+    "BackupStore": {
+        "name": backup_rules.bucket_name,
+        "region": backup_rules.store_region,
+        "endpoint": backup_rules.endpoint,
+        "prefix": backup_rules.key_prefix,
+    },
+    "BackupLock": {
+        "mode": one_of(*backup_rules.LOCK_MODES),
+        "days": between(1, backup_rules.MAX_DAYS),
+    },
+    "BackupCredentials": {
+        "secret_name": grammar.dns_subdomain,
+        "access_key_id_key": grammar.config_map_key,
+        "secret_access_key_key": grammar.config_map_key,
+        "service_account_annotations": backup_rules.annotation_value,
+    },
+    "BackupRestore": {
+        "request": backup_rules.restore_request,
+        "target": backup_rules.restore_target,
+    },
+    "BackupBucketArgs": {
+        "bucket": backup_rules.bucket_name,
+        "region": backup_rules.aws_region,
+        "prefix": backup_rules.key_prefix,
+        "retention_days": between(1, backup_rules.MAX_DAYS),
+        "keep_versions": between(1, 100, "S3 keeps at most 100 newer noncurrent versions in a lifecycle rule"),
+        "kms_key_arn": backup_rules.kms_key_arn,
+    },
 }
 """TypedDict -> field -> the grammar of each text or number it holds (of each item of a list, each value of a
 map)."""
@@ -291,6 +326,7 @@ KEY_RULES: dict[str, dict[str, Check]] = {
     "HaProxyFrontendArgs": {"broker_selector": grammar.label_key},
     "CloudBridgeArgs": {"estate_selector": grammar.label_key},
     "PkiArgs": {"client_rotations": pattern(grammar.USER_NAME)},
+    "BackupCredentials": {"service_account_annotations": backup_rules.annotation_key},
 }
 """TypedDict -> field -> the grammar of the keys of a map."""
 
@@ -479,6 +515,29 @@ def _broker(name: str, args: Mapping) -> Issues:
     yield from listed_twice(("factory_zones",), _known(_get(args, "factory_zones")))
     yield from _requests_within_limits(("resources",), _get(args, "resources"), RESOURCES)
     yield from _ranges_need_a_load_balancer(args)
+    yield from _backup(name, args, brokers, _get(_get(args, "resources"), "memory_limit", RESOURCES["memory"][1]))
+
+
+def _backup(name: str, args: Mapping, brokers: int, memory_limit: str) -> Issues:
+    """The backup's shared rules (components/backup_rules.py), and the database it needs."""
+    from .backup_sidecar import CPU, MEMORY_REQUEST
+    backup = _known_tree(_get(args, "backup"))
+    if not backup:
+        return
+    if not _get(args["settings"], "persistence", True):
+        yield ConfigIssue(("backup",), "needs settings.persistence True (without it mosquitto keeps no database to "
+                                       "back up)")
+    for path, message in backup_rules.problems(backup, name, brokers):
+        yield ConfigIssue(("backup", *path), message)
+    yield from _requests_within_limits(("backup", "resources"), backup.get("resources"),
+                                       {"cpu": CPU, "memory": (MEMORY_REQUEST, memory_limit)})
+
+
+def _known_tree(value: Any) -> Any:
+    """A mapping with every value not known yet (an Output) left out, at any depth: taken as absent."""
+    if isinstance(value, collections.abc.Mapping):
+        return {key: _known_tree(item) for key, item in value.items() if not isinstance(item, UNKNOWN)}
+    return None if isinstance(value, UNKNOWN) else value
 
 
 def _listeners(settings: Any, internal: bool) -> Issues:
@@ -616,9 +675,18 @@ def _monitoring(name: str, args: Mapping) -> Issues:
         yield ConfigIssue(("broker_replicas",), "must be at least 1")
 
 
+def _backup_bucket(name: str, args: Mapping) -> Issues:
+    lock = _get(args, "lock")
+    if lock and isinstance(_get(lock, "days"), int):
+        retention = _get(args, "retention_days", backup_rules.DEFAULT_RETENTION_DAYS)
+        problem = backup_rules.lock_problem(lock["days"], retention, "retention_days")
+        if problem:
+            yield ConfigIssue(("lock", "days"), problem)
+
+
 CROSS: dict[str, Callable[[str, Mapping], Issues]] = {
     "MosquittoBroker": _broker, "HaProxyFrontend": _frontend, "NfsStorage": _nfs, "Pki": _pki,
-    "CloudBridge": _cloud_bridge, "MonitoringStack": _monitoring}
+    "CloudBridge": _cloud_bridge, "MonitoringStack": _monitoring, "BackupBucket": _backup_bucket}
 """Each component's cross-field rules; they run once every value has its type and grammar."""
 NAMES: dict[str, Check] = {
     "MosquittoBroker": lambda name: grammar.dns_1035_label(name, STATEFULSET_NAME_MAX),

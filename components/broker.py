@@ -14,6 +14,10 @@ Rollout model (what the real pulumi-kubernetes provider does with each piece; RE
 - volumeClaimTemplates cannot change (Kubernetes forbids it): changing size, class or NFS replaces the StatefulSet,
   with orphan deletion so the pods keep running and are adopted; existing claims keep their size (resize them).
   With an autoscaler the StatefulSet still names a replica count (the minimum) so a replacement never starts at 1.
+- backups (components/backup_sidecar.py): a new `backup.restore.request` id is in the restore init container's
+  environment, so it changes the pod template and rolls the pods one at a time, each restoring before mosquitto
+  starts: intended, a restore is a restart. Leave the id in place afterwards (an id already done is not repeated);
+  removing it rolls the pods once more, without a restore.
 """
 
 import asyncio
@@ -37,6 +41,7 @@ from .password_logins import password_context, password_logins
 from .passwords import password_file
 from .client_bundles import COMPONENT as BUNDLE_COMPONENT
 from .client_bundles import client_bundles
+from .backup_sidecar import BrokerBackup, pod_backup
 from .exporter_sidecar import ExporterSidecar, sidecar_parts
 from .reloader_sidecar import SCRIPTS as RELOADER_SCRIPTS
 from .reloader_sidecar import reloader_container
@@ -125,6 +130,10 @@ class MosquittoBrokerArgs(TypedDict, total=False):
     skip_await: bool
     """Do not wait for a LoadBalancer address (`pulumi.com/skipAwait`), for clusters without a load-balancer
     controller; otherwise `pulumi up` waits up to 10 minutes for one."""
+    backup: Optional[BrokerBackup]
+    """Backups of each broker's database to S3 by a sidecar, restore and corrupt-database recovery by an init
+    container on the broker's data volume (absent: none; needs settings.persistence). A new restore.request id rolls
+    the pods (module docstring)."""
 
 
 def _exec_probe(period: int, failures: int) -> dict:
@@ -184,8 +193,12 @@ class MosquittoBroker(pulumi.ComponentResource):
         def meta(obj_name: str, component: str = "broker", **extra) -> dict:
             return {"name": obj_name, "namespace": ns, "labels": labels(APP, name, component), **extra}
 
+        resources = container_resources(args.get("resources"), RESOURCES)
+        backup = pod_backup(args.get("backup"), ns, resources["limits"]["memory"])
         account = k8s.core.v1.ServiceAccount(
-            f"{name}-sa", metadata=meta(name), automount_service_account_token=False, opts=child)
+            f"{name}-sa", metadata=meta(name, **({"annotations": backup.account_annotations}
+                                                 if backup.account_annotations else {})),
+            automount_service_account_token=False, opts=child)
 
         # mosquitto.conf: a new ConfigMap per content, so a change rolls pods instead of being ignored.
         # A clustered broker gets one file per pod ordinal (each pod bridges to the ordinals below it).
@@ -262,7 +275,7 @@ class MosquittoBroker(pulumi.ComponentResource):
             "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
             "ports": [{"name": lst["name"], "containerPort": lst["port"], "protocol": "TCP"} for lst in listeners]
             + ([{"name": INTERNAL_PORT_NAME, "containerPort": internal_port, "protocol": "TCP"}] if internal_port else []),
-            "resources": container_resources(args.get("resources"), RESOURCES),
+            "resources": resources,
             "securityContext": RESTRICTED_CONTAINER,
             **health_probes(),
             "volumeMounts": [
@@ -315,6 +328,8 @@ class MosquittoBroker(pulumi.ComponentResource):
                 text, acl, *[f"{key}\0{value}" for key, value in sorted(listener_acls.items())])))
             pod_annotations = {"mqtt-estate.io/config-hash": conf_hash, "mqtt-estate.io/auth-hash": auth_hash,
                                "mqtt-estate.io/tls-hash": tls_hash}
+        sidecars += backup.containers
+        pod_annotations.update(backup.pod_annotations([container, *sidecars]))
         k8s.apps.v1.StatefulSet(
             f"{name}-statefulset",
             # volumeClaimTemplates are immutable: a storage change makes Pulumi replace the StatefulSet. Orphaning
@@ -334,9 +349,10 @@ class MosquittoBroker(pulumi.ComponentResource):
                     "spec": {
                         "serviceAccountName": account.metadata["name"],
                         "automountServiceAccountToken": False,
-                        # the reloader signals mosquitto: same user, one process namespace (no Pod Security
-                        # Standard checks this field: sources in components/reloader_sidecar.py)
-                        **({"shareProcessNamespace": True} if reloads else {}),
+                        # the reloader (SIGHUP) and the backup sidecar (SIGUSR1) signal mosquitto: same user, one
+                        # process namespace (no Pod Security Standard checks this field: sources in
+                        # components/reloader_sidecar.py)
+                        **({"shareProcessNamespace": True} if reloads or backup.containers else {}),
                         "securityContext": restricted_pod(MOSQUITTO_UID),
                         "terminationGracePeriodSeconds": 30,
                         "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
@@ -345,6 +361,9 @@ class MosquittoBroker(pulumi.ComponentResource):
                         "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
                                                        "whenUnsatisfiable": "ScheduleAnyway",
                                                        "labelSelector": {"matchLabels": sel}}],
+                        # the restore init container works on the claim template's `data` volume, the one mosquitto
+                        # mounts at DATA_DIR
+                        **({"initContainers": backup.init_containers} if backup.init_containers else {}),
                         "containers": [container, *sidecars],
                         "volumes": volumes,
                     },
@@ -365,6 +384,7 @@ class MosquittoBroker(pulumi.ComponentResource):
             clients = peers + [{"podSelector": {"matchLabels": dict(s)}} for s in args.get("internal_clients", ())]
             ingress.append({"from": clients, "ports": [{"port": internal_port, "protocol": "TCP"}]})
             egress.append({"to": peers, "ports": [{"port": internal_port, "protocol": "TCP"}]})
+        egress += backup.egress
         k8s.networking.v1.NetworkPolicy(
             f"{name}-netpol", metadata=meta(name),
             spec={"podSelector": {"matchLabels": sel}, "policyTypes": ["Ingress", "Egress"],

@@ -6,16 +6,19 @@ HAProxy backends as the alert rules.
 - `mqtt-estate-overview.json`: the estate at a glance: brokers up, clients, message rates, drops, retained and
   stored messages, the cloud bridges' legs (only with cloud bridges), the HAProxy frontend's backends, server
   states, sessions and failovers (only with a frontend), and the days left on the pods' certificates and tokens;
-- `mqtt-estate-broker.json`: one broker pod, chosen with the `pod` template variable.
+- `mqtt-estate-broker.json`: one broker pod, chosen with the `pod` template variable; with backups on, a row for its
+  backup sidecar: the age of the last successful backup against the schedule, failures, the size of the last upload
+  and the database recoveries of its restore initContainer.
 
 Both pick their Prometheus with a `datasource` template variable, so they import into any Grafana (a sidecar
 ConfigMap or the UI) without editing. The JSON is `json.dumps(..., indent=2, sort_keys=True)` of plain values built
 in a fixed order: the same targets give byte-identical files, and the uids are derived from namespace and broker, so
 a re-import replaces the dashboards instead of duplicating them.
 
-Metrics: the estate's exporter (exporter/sys_topics.py, exporter/collector.py) and HAProxy's built-in Prometheus
-exporter (addons/promex, `haproxy_frontend_*`, `haproxy_backend_*`, `haproxy_server_*` with `proxy`, `server` and
-`state` labels). Prometheus Operator adds `job`, `namespace` and `pod` to every sample.
+Metrics: the estate's exporter (exporter/sys_topics.py, exporter/collector.py), the backup sidecar
+(monitoring_targets.BACKUP_METRICS) and HAProxy's built-in Prometheus exporter (addons/promex,
+`haproxy_frontend_*`, `haproxy_backend_*`, `haproxy_server_*` with `proxy`, `server` and `state` labels). Prometheus
+Operator adds `job`, `namespace` and `pod` to every sample.
 
 `dashboard_queries(json_text)` lists every PromQL expression of a dashboard, and `substitute(expr, variables)`
 replaces Grafana's variables in one, so a test can send each to Prometheus' /api/v1/query as it is.
@@ -30,7 +33,9 @@ from typing import Iterator, Mapping, Optional
 
 from .promql import alternatives, quote, selector
 from .haproxy_cfg import HEALTH_BACKEND
-from .monitoring_targets import MonitoringTargets
+from .alert_rules import RECOVERY_WINDOW_SECONDS, backup_stale_seconds
+from .monitoring_targets import (BACKUP_FAILURES, BACKUP_LAST_SUCCESS, BACKUP_SIZE, DATABASE_RECOVERY,
+                                 MonitoringTargets)
 
 OVERVIEW = "mqtt-estate-overview.json"
 BROKER = "mqtt-estate-broker.json"
@@ -344,8 +349,39 @@ def _broker(t: MonitoringTargets) -> dict:
     ]
     brokers = selector("mosquitto_up", job=t.broker_job)
     variable = _query_variable("pod", "Broker pod", f"label_values({brokers}, pod)", f"{t.broker}-0")
+    rows = [top, rates] + ([_backup_row(t, one)] if t.backup_interval_seconds else [])
     return _dashboard(t, "broker", f"mqtt-estate {t.namespace}/{t.broker}: broker",
-                      f"One broker pod of {t.broker} in namespace {t.namespace}.", _layout([top, rates]), [variable])
+                      f"One broker pod of {t.broker} in namespace {t.namespace}.", _layout(rows), [variable])
+
+
+def _backup_row(t: MonitoringTargets, one) -> list[tuple[dict, int, int]]:
+    """The pod's backup sidecar: age of the last success (orange past one interval, red past BackupStale's limit),
+    failures and upload size, and the restore initContainer's last recovery of the database."""
+    interval, stale = t.backup_interval_seconds, backup_stale_seconds(t)
+    age = f"time() - {one(BACKUP_LAST_SUCCESS)}"
+    recovery = one(DATABASE_RECOVERY)
+    return [
+        (_stat("Last backup", "Time since the last successful backup of this pod's mosquitto.db (scheduled every "
+               f"{interval} s). Orange: a schedule was missed; red: BackupStale's limit ({stale} s). No value: "
+               "no success since the backup sidecar started.", [(age, "age")], unit="s", decimals=0,
+               thresholds=_thresholds(("green", None), ("orange", interval + 60), ("red", stale))), 6, 6),
+        (_series("Backups", "Age of the last successful backup, and failed attempts per hour (the sidecar logs one "
+                 "line per failure).",
+                 [(age, "age of last backup"),
+                  (f"increase({one(BACKUP_FAILURES)}[1h])", "failures in the last hour")],
+                 unit="s", thresholds=_thresholds(("green", None), ("red", stale)),
+                 custom={"thresholdsStyle": {"mode": "dashed"}}), 9, 6),
+        (_series("Backup size", "Size of the last uploaded mosquitto.db.", [(one(BACKUP_SIZE), "bytes")],
+                 unit="bytes", decimals=0), 9, 6),
+        (_stat("Database recoveries (last day)",
+               "Time since the restore initContainer last replaced this pod's database, by outcome: restored (a "
+               "damaged or missing database replaced by the last good backup), empty (no backup could be "
+               "restored: the broker started without its data) or requested (a restore the stack asked for). "
+               "Shown for a day, as long as BrokerDatabaseRecovered fires.",
+               [(f"time() - {recovery} < {RECOVERY_WINDOW_SECONDS}", "{{outcome}}")], unit="s", decimals=0,
+               minimum=None, thresholds=_thresholds(("orange", None)),
+               options={"textMode": "value_and_name"}), 24, 4),
+    ]
 
 
 def dashboards(t: MonitoringTargets) -> dict[str, str]:

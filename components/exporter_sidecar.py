@@ -9,7 +9,7 @@ from typing import Optional, Sequence, TypedDict
 
 import pulumi
 
-from .kube import RESTRICTED_CONTAINER, container_resources
+from .kube import RESTRICTED_CONTAINER, container_resources, tcp_probes
 from .mosquitto_conf import HEALTH_PORT
 
 CONTAINER = "exporter"
@@ -53,10 +53,7 @@ def exporter_container(image: str, certificates: Sequence[tuple[str, str]], moun
         "securityContext": RESTRICTED_CONTAINER,
         # TCP checks: quiet, and /metrics answers (mosquitto_up 0) while the broker is down, which is the
         # broker's probes' business, not a reason to restart the exporter
-        "readinessProbe": {"tcpSocket": {"port": PORT_NAME}, "periodSeconds": 10, "timeoutSeconds": 2,
-                           "failureThreshold": 3},
-        "livenessProbe": {"tcpSocket": {"port": PORT_NAME}, "periodSeconds": 20, "timeoutSeconds": 2,
-                          "failureThreshold": 3},
+        **tcp_probes(PORT_NAME),
         "volumeMounts": list(mounts),
     }
 

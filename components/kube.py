@@ -83,6 +83,15 @@ RESTRICTED_CONTAINER = {
 }
 
 
+def tcp_probes(port: str) -> dict:
+    """Readiness and liveness of a sidecar that serves metrics: TCP connects to its named port, quiet (no exec, no
+    request in its log), and true while its HTTP answers even when what it watches is down."""
+    return {"readinessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 10, "timeoutSeconds": 2,
+                               "failureThreshold": 3},
+            "livenessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 20, "timeoutSeconds": 2,
+                              "failureThreshold": 3}}
+
+
 def restricted_pod(uid: int) -> dict:
     return {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid,
             "seccompProfile": {"type": "RuntimeDefault"}}

@@ -1,12 +1,14 @@
 """MonitoringStack: what Prometheus Operator and Grafana need to watch an estate.
 
-- a PodMonitor per kind of pod (brokers, cloud bridges: their exporter sidecars; the frontend: HAProxy's own
-  Prometheus endpoint, behind the stats credentials), labelled so kube-prometheus-stack selects them;
-- a NetworkPolicy per kind admitting the Prometheus namespace to that port only (the brokers' namespace denies
+- a PodMonitor per kind of pod (brokers, cloud bridges: their exporter sidecars, and the brokers' backup sidecars
+  when backups are on; the frontend: HAProxy's own Prometheus endpoint, behind the stats credentials), labelled so
+  kube-prometheus-stack selects them;
+- a NetworkPolicy per kind admitting the Prometheus namespace to those ports only (the brokers' namespace denies
   everything else);
 - a PrometheusRule generated from the estate (components/alert_rules.py);
 - Grafana dashboards as ConfigMaps for the dashboard sidecar (components/dashboards.py).
-The exporter sidecars themselves belong to the pods they watch (MosquittoBroker's and CloudBridge's `exporter`).
+The exporter and backup sidecars themselves belong to the pods they watch (MosquittoBroker's `exporter` and
+`backup`, CloudBridge's `exporter`).
 """
 
 from typing import Mapping, Optional, Sequence, TypedDict
@@ -17,6 +19,7 @@ from typing_extensions import Required
 
 from .alert_rules import alert_groups
 from .arguments import check_arguments
+from .backup_sidecar import METRICS_PORT as BACKUP_PORT, METRICS_PORT_NAME as BACKUP_PORT_NAME
 from .broker import APP as BROKER_APP
 from .cloud_bridge import APP as BRIDGE_APP
 from .dashboards import dashboards
@@ -101,6 +104,9 @@ class MonitoringStackArgs(TypedDict, total=False):
     """Where the dashboard ConfigMaps go (default: prometheus_namespace)."""
     runbook_url: str
     """Base URL of the alerts' runbook (README sections)."""
+    backup_interval_seconds: Optional[int]
+    """Seconds between the brokers' backups when they have a backup sidecar (absent: none; no backup scrape,
+    alerts or dashboard panels)."""
 
 
 class MonitoringStack(pulumi.ComponentResource):
@@ -119,17 +125,20 @@ class MonitoringStack(pulumi.ComponentResource):
         self._prometheus_ns = args.get("prometheus_namespace", "monitoring")
         broker, bridges, frontend = args["broker"], list(args.get("bridges", ())), args.get("frontend")
 
+        backup_interval = args.get("backup_interval_seconds")
+        broker_ports = [(EXPORTER_PORT_NAME, EXPORTER_PORT)] + ([(BACKUP_PORT_NAME, BACKUP_PORT)]
+                                                                if backup_interval else [])
         broker_monitor = self._pod_monitor("brokers", broker, {"matchLabels": selector(BROKER_APP, broker)},
-                                           EXPORTER_PORT_NAME, EXPORTER_PORT)
+                                           broker_ports)
         bridge_monitor = self._pod_monitor(
             "bridges", f"{broker}-cloud-bridges", {"matchLabels": {"app.kubernetes.io/name": BRIDGE_APP},
                                                    "matchExpressions": [{
                                                        "key": "app.kubernetes.io/instance", "operator": "In",
                                                        "values": sorted(b["workload"] for b in bridges)}]},
-            EXPORTER_PORT_NAME, EXPORTER_PORT) if bridges else None
+            [(EXPORTER_PORT_NAME, EXPORTER_PORT)]) if bridges else None
         frontend_monitor = self._pod_monitor(
-            "frontend", frontend["name"], {"matchLabels": selector(FRONTEND_APP, frontend["name"])}, "stats",
-            STATS_PORT, basic_auth=frontend["stats_secret"]) if frontend else None
+            "frontend", frontend["name"], {"matchLabels": selector(FRONTEND_APP, frontend["name"])},
+            [("stats", STATS_PORT)], basic_auth=frontend["stats_secret"]) if frontend else None
 
         targets = MonitoringTargets(
             namespace=self._ns, broker=broker, broker_job=broker_monitor, broker_replicas=args["broker_replicas"],
@@ -142,7 +151,8 @@ class MonitoringStack(pulumi.ComponentResource):
                                        b.get("sas_validity_seconds")) for b in bridges),
             frontend=FrontendTarget(frontend_monitor, frontend["replicas"], tuple(frontend["backends"]))
             if frontend else None,
-            runbook_url=args.get("runbook_url", "https://github.com/mqtt-estate/mqtt-estate/blob/main/README.md"))
+            runbook_url=args.get("runbook_url", "https://github.com/mqtt-estate/mqtt-estate/blob/main/README.md"),
+            backup_interval_seconds=backup_interval or None)
         k8s.apiextensions.CustomResource(
             f"{name}-rules", api_version=MONITORING_API, kind="PrometheusRule",
             metadata=self._meta(name), spec={"groups": alert_groups(targets)}, opts=self._child)
@@ -155,26 +165,30 @@ class MonitoringStack(pulumi.ComponentResource):
         return {"name": obj_name, "namespace": namespace or self._ns,
                 "labels": {**labels(APP, self._name, "monitoring"), **self._select, **extra_labels}}
 
-    def _pod_monitor(self, role: str, monitor: str, pod_selector: dict, port_name: str, port: int,
+    def _pod_monitor(self, role: str, monitor: str, pod_selector: dict, ports: list[tuple[str, int]],
                      basic_auth: Optional[pulumi.Input[str]] = None) -> str:
-        """A PodMonitor and the NetworkPolicy that lets Prometheus reach the port; returns the `job` label
-        Prometheus Operator gives its samples (`<namespace>/<PodMonitor name>`)."""
-        endpoint: dict = {"port": port_name, "path": "/metrics", "interval": self._interval}
-        if basic_auth is not None:
-            # the Secret must be in the PodMonitor's namespace: Prometheus Operator reads it from there
-            # (v0.93.0-24-g6adcebc50 pkg/prometheus/resource_selector.go:365 and 392)
-            endpoint["basicAuth"] = {"username": {"name": basic_auth, "key": "username"},
-                                     "password": {"name": basic_auth, "key": "password"}}
+        """A PodMonitor scraping each (port name, port) of the pods, and the NetworkPolicy that lets Prometheus
+        reach those ports; returns the `job` label Prometheus Operator gives the samples of every endpoint
+        (`<namespace>/<PodMonitor name>`; the `endpoint` label tells the ports apart)."""
+        endpoints = []
+        for port_name, _ in ports:
+            endpoint: dict = {"port": port_name, "path": "/metrics", "interval": self._interval}
+            if basic_auth is not None:
+                # the Secret must be in the PodMonitor's namespace: Prometheus Operator reads it from there
+                # (v0.93.0-24-g6adcebc50 pkg/prometheus/resource_selector.go:365 and 392)
+                endpoint["basicAuth"] = {"username": {"name": basic_auth, "key": "username"},
+                                         "password": {"name": basic_auth, "key": "password"}}
+            endpoints.append(endpoint)
         k8s.apiextensions.CustomResource(
             f"{self._name}-{role}-podmonitor", api_version=MONITORING_API, kind="PodMonitor",
             metadata=self._meta(monitor),
-            spec={"selector": pod_selector, "podMetricsEndpoints": [endpoint]}, opts=self._child)
+            spec={"selector": pod_selector, "podMetricsEndpoints": endpoints}, opts=self._child)
         k8s.networking.v1.NetworkPolicy(
             f"{self._name}-{role}-scrape", metadata=self._meta(f"{monitor}-scrape"),
             spec={"podSelector": pod_selector, "policyTypes": ["Ingress"],
                   "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {
                       NAMESPACE_NAME_LABEL: self._prometheus_ns}}}],
-                      "ports": [{"port": port, "protocol": "TCP"}]}]},
+                      "ports": [{"port": port, "protocol": "TCP"} for _, port in ports]}]},
             opts=self._child)
         return f"{self._ns}/{monitor}"
 

@@ -6,10 +6,30 @@ name>" unless the PodMonitor names a jobLabel), `namespace`, `pod`, `container` 
 (prometheus-operator v0.93.0-24-g6adcebc50 pkg/prometheus/promcfg.go:1602-1612 for namespace, container and pod,
 1632-1641 for job, 1646-1648 for endpoint);
 the local Prometheus of `estate up --local --monitoring` attaches the same labels (estate/prometheus_local.py).
+
+With backups on, the broker PodMonitor scrapes two ports of each broker pod: the exporter's (endpoint `metrics`) and
+the backup sidecar's (endpoint `backup-metrics`), so the backup agent's samples carry the broker job too and a
+per-pod `up` exists once per endpoint.
 """
 
 from dataclasses import dataclass
 from typing import Optional
+
+BACKUP_LAST_SUCCESS = "mosquitto_backup_last_success_timestamp_seconds"
+"""Gauge: when the last backup was verified and stored (renewed without an upload when the database has not changed);
+absent until the sidecar's first success."""
+BACKUP_LAST_ATTEMPT = "mosquitto_backup_last_attempt_timestamp_seconds"
+BACKUP_FAILURES = "mosquitto_backup_failures_total"
+BACKUP_UPLOADS = "mosquitto_backup_uploads_total"
+BACKUP_SIZE = "mosquitto_backup_size_bytes"
+BACKUP_INTERVAL = "mosquitto_backup_interval_seconds"
+"""The sidecar's schedule (BACKUP_INTERVAL_SECONDS), exported so an alert compares each pod with its own schedule."""
+DATABASE_RECOVERY = "mosquitto_database_recovery_timestamp_seconds"
+"""When the restore initContainer last replaced or emptied the database, with `outcome` restored (from a backup),
+empty (no backup to restore: the broker started without its data) or requested (a restore the stack asked for)."""
+BACKUP_METRICS = (BACKUP_LAST_SUCCESS, BACKUP_LAST_ATTEMPT, BACKUP_FAILURES, BACKUP_UPLOADS, BACKUP_SIZE,
+                  BACKUP_INTERVAL, DATABASE_RECOVERY)
+"""What the backup sidecar serves on its metrics port (backup_sidecar.METRICS_PORT; backup/agent.py names them)."""
 
 
 @dataclass(frozen=True)
@@ -63,3 +83,6 @@ class MonitoringTargets:
     frontend: Optional[FrontendTarget] = None
     runbook_url: str = "https://github.com/mqtt-estate/mqtt-estate/blob/main/README.md"
     """Base of every alert's runbook_url annotation (a README anchor per alert is appended)."""
+    backup_interval_seconds: Optional[int] = None
+    """Seconds between a broker's backups (`broker.persistence.backup.schedule`); None: no backup sidecar, so no
+    backup scrape, alerts or panels."""

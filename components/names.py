@@ -84,3 +84,24 @@ def service_dns_names(service: str, namespace: str) -> list[str]:
 def pod_dns_names(name: str, namespace: str, replicas: int) -> list[str]:
     """Every name a client may use for the brokers: the Service's forms and each pod's stable DNS name."""
     return service_dns_names(name, namespace) + [pod_dns_name(name, namespace, i) for i in range(replicas)]
+
+
+def estate_secret(broker: str, secret: str) -> str | None:
+    """What the estate's own Secret `secret` holds, when the estate (broker `broker`) makes a Secret of that name;
+    else None. Every Secret the components make starts with the broker's name: the broker's `-auth`, `-tls`,
+    `-bridge` and `-client-certs-<n>` (components/broker.py, client_bundles.bundle_name), the frontend's
+    `-frontend-stats` and `-frontend-check-tls` (components/haproxy.py) and each cloud bridge's `-cloud-<bridge>-cloud`
+    and `-cloud-<bridge>-estate-tls` (components/cloud_bridge.py)."""
+    if not secret.startswith(f"{broker}-"):
+        return None
+    rest = secret[len(broker) + 1:]
+    fixed = {"auth": "the password file and ACLs", "tls": "the brokers' private key",
+             "bridge": "the bridges' private key", "frontend-stats": "HAProxy's stats password",
+             "frontend-check-tls": "the frontend's health-check private key"}
+    if rest in fixed:
+        return fixed[rest]
+    if rest.startswith("client-certs-") and rest[len("client-certs-"):].isdigit():
+        return "devices' private keys"
+    if rest.startswith("cloud-") and rest.endswith(("-cloud", "-estate-tls")):
+        return "a cloud bridge's credentials"
+    return None

@@ -1,4 +1,4 @@
-"""The four components as one Pulumi package, `mqtt-estate`, for programs in any language.
+"""The components as one Pulumi package, `mqtt-estate`, for programs in any language.
 
 Pulumi's Python component-provider host infers the package schema from the components' type annotations and
 docstrings (pulumi/provider/experimental/analyzer.py) and serves Construct and GetSchema over gRPC
@@ -39,13 +39,14 @@ from .arguments import ComponentArgumentsError
 from .broker import MosquittoBroker
 from .cloud_bridge import CloudBridge
 from .monitoring import MonitoringStack
+from .backup_bucket import BackupBucket
 from .haproxy import HaProxyFrontend
 from .nfs import NfsStorage
 from .pki import Pki
 
 PACKAGE = "mqtt-estate"
 """The package name: type tokens are `mqtt-estate:index:<Component>`, as the components register themselves."""
-COMPONENTS = [MosquittoBroker, HaProxyFrontend, NfsStorage, Pki, CloudBridge, MonitoringStack]
+COMPONENTS = [MosquittoBroker, HaProxyFrontend, NfsStorage, Pki, CloudBridge, MonitoringStack, BackupBucket]
 
 
 class EstateComponentProvider(ComponentProvider):

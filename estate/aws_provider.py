@@ -1,4 +1,4 @@
-"""pulumi-aws's AWS IoT resources and invokes computed for real against a local moto_server (the control plane).
+"""pulumi-aws's AWS IoT and S3 resources and invokes computed for real against a local moto_server (the control plane).
 
 The offline engine hands these resources and invokes here the way it hands pulumi-tls to tls_provider: the same
 type tokens, inputs and output property names as pulumi-aws 7 (camelCase, as the mocks receive and return them),
@@ -403,7 +403,113 @@ def aws_provider_resource(seed: Seed, name: str, inputs: dict, provider: str = "
     return inputs
 
 
+# -- S3 (the backups' bucket, components/backup_bucket.py). S3 draws no randomness for these calls (bucket ARNs and
+# domain names follow from the name and region; version ids appear only with objects, which no resource uploads),
+# so they need no re-seeding; they run under the control plane's lock like every call.
+
+
+def _s3(inputs: dict, provider: str) -> tuple[Session, str, str]:
+    s = _session()
+    return s, s.region(inputs, provider), _text(inputs, "bucket")
+
+
+_S3_NAMES = {"id": "ID", "kmsMasterKeyId": "KMSMasterKeyID", "sseAlgorithm": "SSEAlgorithm", "and": "And"}
+
+
+def _s3_shape(value: Any) -> Any:
+    """pulumi-aws's camelCase input (a lifecycle rule, an encryption rule) as the S3 API names it: each key with
+    its first letter upper-cased (noncurrentDays -> NoncurrentDays), the few irregular ones from _S3_NAMES."""
+    if isinstance(value, dict):
+        return {_S3_NAMES.get(k, k[:1].upper() + k[1:]): _s3_shape(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_s3_shape(v) for v in value]
+    return value
+
+
+def bucket(seed: Seed, name: str, inputs: dict, provider: str = "") -> dict:
+    s = _session()
+    region = s.region(inputs, provider)
+    bucket_name = _text(inputs, "bucket", required=False) or _autoname(seed, name)
+    if _text(inputs, "bucketPrefix", required=False):
+        raise InputError("bucketPrefix cannot be computed offline (AWS makes up the rest of the name); give bucket")
+    params: dict[str, Any] = {"Bucket": bucket_name}
+    if region != DEFAULT_REGION:  # S3's rule: every region but us-east-1 is named as the location constraint
+        params["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    if inputs.get("objectLockEnabled") is True:
+        params["ObjectLockEnabledForBucket"] = True
+    s.call(f"Bucket {name}", "s3", region, "create_bucket", **params)
+    partition = partition_of(region)
+    suffix = partition["dnsSuffix"]
+    return {**inputs, "bucket": bucket_name, "arn": f"arn:{partition['partition']}:s3:::{bucket_name}",
+            "bucketDomainName": f"{bucket_name}.s3.{suffix}", "bucketRegion": region,
+            "bucketRegionalDomainName": f"{bucket_name}.s3.{region}.{suffix}",
+            "forceDestroy": bool(inputs.get("forceDestroy", False)),
+            "objectLockEnabled": inputs.get("objectLockEnabled") is True, "region": region}
+
+
+def bucket_versioning(seed: Seed, name: str, inputs: dict, provider: str = "") -> dict:
+    s, region, target = _s3(inputs, provider)
+    configuration = inputs.get("versioningConfiguration") or {}
+    status = configuration.get("status")
+    if status not in ("Enabled", "Suspended", "Disabled"):
+        raise InputError(f"versioningConfiguration.status: {status!r} is not Enabled, Suspended or Disabled")
+    if status != "Disabled":  # Disabled: pulumi-aws leaves a never-versioned bucket as it is
+        s.call(f"BucketVersioning {name}", "s3", region, "put_bucket_versioning", Bucket=target,
+               VersioningConfiguration={"Status": status})
+    return {**inputs, "region": region}
+
+
+def bucket_encryption(seed: Seed, name: str, inputs: dict, provider: str = "") -> dict:
+    s, region, target = _s3(inputs, provider)
+    rules = inputs.get("rules")
+    if not isinstance(rules, list) or not rules:
+        raise InputError("rules: at least one server-side encryption rule is required")
+    s.call(f"BucketServerSideEncryptionConfiguration {name}", "s3", region, "put_bucket_encryption", Bucket=target,
+           ServerSideEncryptionConfiguration={"Rules": _s3_shape(rules)})
+    return {**inputs, "region": region}
+
+
+PUBLIC_ACCESS_FLAGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+
+
+def bucket_public_access_block(seed: Seed, name: str, inputs: dict, provider: str = "") -> dict:
+    s, region, target = _s3(inputs, provider)
+    flags = {flag: bool(inputs.get(flag, False)) for flag in PUBLIC_ACCESS_FLAGS}
+    s.call(f"BucketPublicAccessBlock {name}", "s3", region, "put_public_access_block", Bucket=target,
+           PublicAccessBlockConfiguration=_s3_shape(flags))
+    return {**inputs, **flags, "region": region}
+
+
+def bucket_lifecycle(seed: Seed, name: str, inputs: dict, provider: str = "") -> dict:
+    s, region, target = _s3(inputs, provider)
+    rules = inputs.get("rules")
+    if not isinstance(rules, list) or not rules:
+        raise InputError("rules: at least one lifecycle rule is required")
+    s.call(f"BucketLifecycleConfiguration {name}", "s3", region, "put_bucket_lifecycle_configuration",
+           Bucket=target, LifecycleConfiguration={"Rules": _s3_shape(rules)})
+    return {**inputs, "region": region}
+
+
+def bucket_object_lock(seed: Seed, name: str, inputs: dict, provider: str = "") -> dict:
+    s, region, target = _s3(inputs, provider)
+    configuration: dict[str, Any] = {"ObjectLockEnabled": inputs.get("objectLockEnabled") or "Enabled"}
+    if inputs.get("rule"):
+        configuration["Rule"] = _s3_shape(inputs["rule"])
+    if _text(inputs, "token", required=False):
+        raise InputError("token cannot be computed offline (it enables a lock on an existing bucket; create the "
+                         "bucket with objectLockEnabled)")
+    s.call(f"BucketObjectLockConfiguration {name}", "s3", region, "put_object_lock_configuration", Bucket=target,
+           ObjectLockConfiguration=configuration)
+    return {**inputs, "objectLockEnabled": configuration["ObjectLockEnabled"], "region": region}
+
+
 RESOURCES: dict[str, Callable[..., dict]] = {
+    "aws:s3/bucket:Bucket": bucket,
+    "aws:s3/bucketVersioning:BucketVersioning": bucket_versioning,
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": bucket_encryption,
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": bucket_public_access_block,
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": bucket_lifecycle,
+    "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration": bucket_object_lock,
     "aws:iot/thing:Thing": thing,
     "aws:iot/certificate:Certificate": certificate,
     "aws:iot/policy:Policy": policy,

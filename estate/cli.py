@@ -228,9 +228,9 @@ def _up_with(args) -> int:
         for standin in local.standins:
             print(f"  {standin.bridge:<22} {'cloud stand-in':<16} {standin.describe()['url']} "
                   f"(test tap mqtt://127.0.0.1:{standin.tap_port})")
-        for exporter in local.exporters:
-            for name, port in exporter.named_ports.items():
-                print(f"  {exporter.pod:<22} {name:<16} http://127.0.0.1:{port}/metrics")
+        for sidecar in local.exporters + local.backups:
+            for name, port in sidecar.named_ports.items():
+                print(f"  {sidecar.pod:<22} {name:<16} http://127.0.0.1:{port}/metrics")
         if prometheus is not None:
             print(f"prometheus: {prometheus.url} (alerts: {prometheus.url}/alerts)")
         print(f"connection file: {path}")

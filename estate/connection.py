@@ -121,6 +121,7 @@ CONNECTION_SCHEMA: dict = {
         "bridges": {"type": "array", "items": POD_SCHEMA, "description": "every cloud-bridge pod, for health"},
         "frontends": {"type": "array", "items": FRONTEND_SCHEMA, "description": "every HAProxy pod, for health"},
         "exporters": {"type": "array", "description": "informative"},
+        "backups": {"type": "array", "description": "the backup sidecars' metrics and S3 endpoint (informative)"},
         "cloud": {"type": "object", "description": "the local estate's cloud stand-ins (estate up --local only)"},
         "entry": {"type": ["string", "null"], "description": "the pod whose listeners are `listeners` (informative)"},
     },

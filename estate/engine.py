@@ -1,7 +1,7 @@
 """Run the real Pulumi program under Pulumi's mock monitor and record what it registered.
 
 Kubernetes resources are echoed back as their own inputs (what the provider would send to the API server);
-pulumi-tls and pulumi-random resources are computed for real (tls_provider, random_provider), pulumi-aws's IoT
+pulumi-tls and pulumi-random resources are computed for real (tls_provider, random_provider), pulumi-aws's IoT and S3
 resources and invokes against a local moto_server (aws_provider).
 """
 

@@ -22,9 +22,11 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .haproxy_files import frontend_ports, rewrite_haproxy_cfg
 from .local_exporters import local_command, package_path
+from . import local_backup
 from .haproxy_runtime import server_states
 from .mounts import rewrite_paths
 from .manifests import object_data, pod_files, workloads
@@ -38,8 +40,10 @@ from ..components.haproxy_pod import APP as FRONTEND_APP
 from ..components.exporter_sidecar import CONTAINER as EXPORTER
 from ..components.exporter_sidecar import PORT_NAME as EXPORTER_PORT_NAME
 from ..components.kube import PART_OF
-from ..components.mosquitto_conf import AUTH_DIR, CERT_DIR, CONFIG_DIR, RUN_DIR, parse_listeners
+from ..components.mosquitto_conf import AUTH_DIR, CERT_DIR, CONFIG_DIR, DATA_DIR, RUN_DIR, parse_listeners
 from ..components.reloader_sidecar import CONTAINER as RELOADER
+from ..components.backup_sidecar import CONTAINER as BACKUP, INIT_CONTAINER as RESTORE
+from ..components.backup_sidecar import METRICS_PORT_NAME as BACKUP_PORT_NAME
 from .mosquitto_files import rewrite_conf
 from .cloud_standins import CloudStandin, acl_entries, aws_policy_documents, parse_cloud_conf, rewrite_cloud_conf
 from .output import write_file
@@ -83,8 +87,8 @@ def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float =
 class LocalProcess:
     pod: str
     kind: str
-    """broker, bridge (a cloud bridge's pod), frontend, exporter (the sidecar of a broker or bridge pod) or reloader
-    (the sidecar of a broker pod)"""
+    """broker, bridge (a cloud bridge's pod), frontend, exporter (the sidecar of a broker or bridge pod), reloader
+    or backup (sidecars of a broker pod)"""
     directory: Path
     process: subprocess.Popen | None = None
     listeners: list[dict] = field(default_factory=list)
@@ -166,13 +170,13 @@ def _expand(text: str, env: dict[str, str]) -> str:
     return text
 
 
-SIDECARS = ("exporter", "reloader")
+SIDECARS = ("exporter", "reloader", "backup")
 """Kinds of process that sit beside a pod's main process: kill and restart leave them be, as a container crash
 leaves its pod's other containers running."""
 
 
-def _sidecar(workload: dict, name: str) -> dict | None:
-    return next((c for c in workload["spec"]["template"]["spec"]["containers"] if c["name"] == name), None)
+def _sidecar(workload: dict, name: str, kind: str = "containers") -> dict | None:
+    return next((c for c in workload["spec"]["template"]["spec"].get(kind) or () if c["name"] == name), None)
 
 
 def _pod_mounts(directory: Path, container: dict) -> dict[str, str]:
@@ -314,6 +318,13 @@ class LocalEstate:
         """The exporter sidecars of broker and bridge pods (pod name as the pod they sit in)."""
         self.reloaders: list[LocalProcess] = []
         """The reloader sidecars of broker pods."""
+        self.backups: list[LocalProcess] = []
+        """The backup sidecars of broker pods (estate/local_backup.py)."""
+        self._own_plane = False
+        """Whether this estate started the control plane (S3 for backups) and so stops it."""
+        self._pods: dict[str, tuple[LocalProcess, dict, dict, dict]] = {}
+        self._addresses: dict[tuple[str, int], int] = {}
+        """pod -> (its main process, workload, main container, files), to delete and recreate a pod."""
         # Pod directories live in a fresh directory under the system temp dir: when run as root, mosquitto
         # drops to its own user, which must be able to reach them (a 0700 parent such as pytest's would not do).
         self.pods_dir: Path | None = None
@@ -325,7 +336,7 @@ class LocalEstate:
 
     @property
     def processes(self) -> list[LocalProcess]:
-        return self.brokers + self.bridges + self.frontends + self.exporters + self.reloaders
+        return self.brokers + self.bridges + self.frontends + self.exporters + self.reloaders + self.backups
 
     def __enter__(self) -> "LocalEstate":
         try:
@@ -384,8 +395,11 @@ class LocalEstate:
                                           | {s.cloud.host for s in standins.values()})
         for standin in standins.values():  # the clouds first: a bridge that finds its cloud away backs off
             standin.start(_die_with_parent, wait_for_port)
+        self._addresses = addresses
         for proc, workload, container, files in plans:
+            self._pods[proc.pod] = (proc, workload, container, files)
             if proc.kind == "broker":
+                self._run_init_containers(proc, workload)
                 self._start_broker(proc, container, files, addresses)
         for proc, workload, container, files in plans:
             if proc.kind == "bridge":
@@ -397,9 +411,8 @@ class LocalEstate:
             sidecar = _sidecar(workload, EXPORTER)
             if sidecar is not None and proc.kind in ("broker", "bridge"):
                 self._start_exporter(proc, sidecar)
-            reloader = _sidecar(workload, RELOADER)
-            if reloader is not None and proc.kind == "broker":
-                self._start_reloader(proc, reloader)
+            if proc.kind == "broker":
+                self._start_broker_sidecars(proc, workload)
         for proc in self.processes:
             for listener in proc.listeners:
                 listener["server_name"] = proc.server_name
@@ -487,6 +500,82 @@ class LocalEstate:
         proc.env = {**{e["name"]: e["value"] for e in container.get("env", []) if "value" in e},
                     **_mosquitto_dirs(mounts)}
         self._launch(proc)
+
+    def _start_broker_sidecars(self, pod: LocalProcess, workload: dict) -> None:
+        reloader = _sidecar(workload, RELOADER)
+        if reloader is not None:
+            self._start_reloader(pod, reloader)
+        backup = _sidecar(workload, BACKUP)
+        if backup is not None:
+            self._start_backup(pod, backup)
+
+    def _s3(self):
+        """The control plane backups go to: the render's, or one of our own when it kept none running."""
+        from .aws_provider import ControlPlane
+
+        if self.control_plane is None:
+            self.control_plane, self._own_plane = ControlPlane(), True
+        return self.control_plane.start()
+
+    def _run_init_containers(self, pod: LocalProcess, workload: dict) -> None:
+        """The pod's restore initContainer, to completion, before the broker starts (as the kubelet runs init
+        containers). A failure stops the start with its last lines, as a pod stuck in Init:Error would."""
+        container = _sidecar(workload, RESTORE, "initContainers")
+        if container is None:
+            return
+        mounts = _pod_mounts(pod.directory, container)
+        Path(mounts[DATA_DIR]).mkdir(parents=True, exist_ok=True)
+        plane = self._s3()
+        env = local_backup.local_environment(container, pod.pod, mounts, plane)
+        sidecar = _sidecar(workload, BACKUP)  # it names the lock the bucket must be made with
+        local_backup.ensure_bucket(plane, local_backup.local_environment(sidecar, pod.pod, mounts, plane)
+                                   if sidecar is not None else env)
+        log = pod.directory / "restore" / "process.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "w") as handle:
+            done = subprocess.run(local_backup.command("init"), stdout=handle, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, env={**os.environ, **env}, timeout=120,
+                                  preexec_fn=_die_with_parent)
+        if done.returncode != 0:
+            raise RuntimeError(f"{pod.pod}: init container {RESTORE} exited with {done.returncode}: "
+                               f"{local_backup.log_tail(log)}")
+        _hand_to_mosquitto_user(Path(mounts[DATA_DIR]))  # fsGroup: what the init container wrote is the broker's
+
+    def _start_backup(self, pod: LocalProcess, container: dict) -> None:
+        """The broker pod's backup sidecar: signals the pod's mosquitto (through its pid file) and uploads its
+        database to the control plane's S3; its metrics port is the pod's, for the local Prometheus."""
+        port = free_port(self.taken_ports)
+        for declared in container.get("ports", []):
+            pod.named_ports[declared["name"]] = port
+            pod.containers[declared["name"]] = container["name"]
+        mounts = _pod_mounts(pod.directory, container)
+        plane = self._s3()
+        proc = LocalProcess(pod.pod, "backup", pod.directory / "backup", workload=pod.workload,
+                            named_ports={declared["name"]: port for declared in container.get("ports", [])})
+        proc.command = local_backup.command("agent")
+        proc.env = local_backup.local_environment(
+            container, pod.pod, mounts, plane, BACKUP_METRICS_LISTEN=f"127.0.0.1:{port}",
+            BACKUP_BROKER=f"127.0.0.1:{pod.health_port}")
+        local_backup.ensure_bucket(plane, proc.env)
+        self._launch(proc)
+        wait_for_port(port, proc.process, proc.directory / "process.log")
+
+    def delete_pod(self, pod: str, damage: Callable[[Path], None] | None = None) -> None:
+        """`kubectl delete pod`: the pod's processes stop (mosquitto saves its database on SIGTERM, within the
+        pod's grace period), and the StatefulSet recreates it: init containers run again, then the broker and its
+        sidecars. `damage(data_dir)` happens to the data volume while the pod is away (a lost or broken disk)."""
+        proc, workload, container, files = self._pods[pod]
+        for running in [p for p in self.processes if p.pod == pod]:
+            if running.process is not None and running.process.poll() is None:
+                os.killpg(running.process.pid, signal.SIGTERM)
+                running.process.wait(timeout=10)
+            self._kind_list(running).remove(running)
+        if damage is not None:
+            damage(Path(_pod_mounts(proc.directory, container)[DATA_DIR]))
+        proc.listeners, proc.process = [], None
+        self._run_init_containers(proc, workload)
+        self._start_broker(proc, container, files, self._addresses)
+        self._start_broker_sidecars(proc, workload)
 
     def _plan_standin(self, proc: LocalProcess, workload: dict, files: dict) -> CloudStandin:
         """The local stand-in for the cloud a bridge pod dials, its files written (estate/cloud_standins.py)."""
@@ -584,6 +673,7 @@ class LocalEstate:
         log = proc.directory / "process.log"
         # Started directly as the broker's user (a later setuid would clear the parent-death signal), in its
         # own session so Ctrl-C reaches only us, and tied to our life so nothing outlives a killed parent.
+        # the backup sidecar runs as us: this Python may not be readable by the mosquitto user (root signals it)
         account = _mosquitto_user() if proc.kind in ("broker", "bridge", "reloader") else None
         ids = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []} if account else {}
         command = proc.command
@@ -600,7 +690,7 @@ class LocalEstate:
 
     def _kind_list(self, proc: LocalProcess) -> list[LocalProcess]:
         return {"broker": self.brokers, "bridge": self.bridges, "frontend": self.frontends,
-                "exporter": self.exporters, "reloader": self.reloaders}[proc.kind]
+                "exporter": self.exporters, "reloader": self.reloaders, "backup": self.backups}[proc.kind]
 
     def kill(self, pod: str) -> None:
         """kill -9 one pod's main process (failover tests); its sidecars live on, as in a pod whose container
@@ -630,6 +720,8 @@ class LocalEstate:
                 proc.process.wait()
         for standin in self.standins:
             standin.stop()
+        if self._own_plane and self.control_plane is not None:
+            self.control_plane.stop()
         if self.pods_dir is not None:
             shutil.rmtree(self.pods_dir, ignore_errors=True)
 
@@ -676,6 +768,9 @@ class LocalEstate:
             "bridges": [describe(p) for p in self.bridges],
             "exporters": [{"pod": p.pod, "url": f"http://127.0.0.1:{p.named_ports[EXPORTER_PORT_NAME]}/metrics",
                            "log": str(p.directory / "process.log")} for p in self.exporters],
+            "backups": [{"pod": p.pod, "url": f"http://127.0.0.1:{p.named_ports[BACKUP_PORT_NAME]}/metrics",
+                         "bucket": p.env.get("BACKUP_BUCKET"), "s3_endpoint": p.env.get("BACKUP_ENDPOINT"),
+                         "log": str(p.directory / "process.log")} for p in self.backups],
             "cloud": {s.bridge: s.describe() for s in self.standins},
             "entry": entry.pod if entry else None,
             "listeners": entry.listeners if entry else [],

@@ -56,11 +56,13 @@ def scrape_configs(objects: list[dict], pods, secrets_dir: Path) -> list[dict]:
         namespace, name = monitor["metadata"]["namespace"], monitor["metadata"]["name"]
         for index, endpoint in enumerate(monitor["spec"]["podMetricsEndpoints"]):
             targets = [{"targets": [f"127.0.0.1:{pod.named_ports[endpoint['port']]}"],
-                        "labels": {"namespace": namespace, "pod": pod.pod, "endpoint": endpoint["port"],
-                                   "container": pod.container_of(endpoint["port"])}}
+                        "labels": {"job": f"{namespace}/{name}", "namespace": namespace, "pod": pod.pod,
+                                   "endpoint": endpoint["port"], "container": pod.container_of(endpoint["port"])}}
                        for pod in pods if _selects(monitor["spec"]["selector"], pod.labels)
                        and endpoint["port"] in pod.named_ports]
-            job = {"job_name": f"{namespace}/{name}", "honor_labels": False,
+            # one scrape job per endpoint, named as the Operator names it; the `job` label is the PodMonitor's
+            # (a target label wins over job_name), so two endpoints of one PodMonitor share it
+            job = {"job_name": f"podMonitor/{namespace}/{name}/{index}", "honor_labels": False,
                    "metrics_path": endpoint.get("path", "/metrics"), "static_configs": targets}
             if endpoint.get("interval"):
                 job["scrape_interval"] = endpoint["interval"]

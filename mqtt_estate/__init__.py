@@ -10,9 +10,9 @@ CLI; `mqtt_estate.policy`: the CrossGuard pack) is importable but may change bet
 The components are loaded on first use (PEP 562), so `import mqtt_estate.stacks` or the CLI's config check do
 not pay for importing pulumi-kubernetes.
 
-In a wheel, setuptools' package-dir (pyproject.toml) puts the repository's components/, stacks/, estate/ and
-policy/ folders under this package. In a source checkout they stay at the repository root, beside this folder:
-`_map_checkout` registers exactly those five as this package's subpackages, so the Pulumi program, the CrossGuard
+In a wheel, setuptools' package-dir (pyproject.toml) puts the repository's components/, stacks/, estate/,
+policy/, exporter/ and backup/ folders under this package. In a source checkout they stay at the repository root,
+beside this folder: `_map_checkout` registers exactly those (SUBPACKAGES) as this package's subpackages, so the Pulumi program, the CrossGuard
 pack, the provider and the tests all run from the checkout without installing it, and nothing else at the root
 (tests/, bench/, the program's own __main__.py) becomes part of the package.
 """
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Optional
 __version__ = "0.1.0"
 """The one place the version is written: pyproject.toml reads it from here, and so does the provider's schema."""
 
-SUBPACKAGES = ("components", "stacks", "estate", "policy", "exporter")
+SUBPACKAGES = ("components", "stacks", "estate", "policy", "exporter", "backup")
 
 
 def _checkout() -> Optional[Path]:
@@ -72,8 +72,15 @@ PUBLIC = {
     "MonitoredBridge": "components.monitoring",
     "MonitoredFrontend": "components.monitoring",
     "ExporterSidecar": "components.exporter_sidecar",
+    "BackupBucket": "components.backup_bucket",
+    "BackupBucketArgs": "components.backup_bucket",
+    "BrokerBackup": "components.backup_sidecar",
     # the argument types inside those (TypedDicts: plain dicts at run time; the provider schema's types)
     "AclRule": "components.users",
+    "BackupCredentials": "components.backup_sidecar",
+    "BackupLock": "components.backup_sidecar",
+    "BackupRestore": "components.backup_sidecar",
+    "BackupStore": "components.backup_sidecar",
     "AwsIotArgs": "components.cloud_bridge",
     "AzureIotArgs": "components.cloud_bridge",
     "BridgeMapping": "components.bridge_conf",
@@ -97,6 +104,9 @@ __all__ = sorted(PUBLIC)
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ below loads them
     from .components.arguments import ComponentArgumentsError
+    from .components.backup_bucket import BackupBucket, BackupBucketArgs
+    from .components.backup_sidecar import (BackupCredentials, BackupLock, BackupRestore, BackupStore,
+                                            BrokerBackup)
     from .components.broker import Autoscaling, MosquittoBroker, MosquittoBrokerArgs
     from .components.haproxy import HaProxyFrontend, HaProxyFrontendArgs
     from .components.haproxy_cfg import FloodLimits, FrontendPort

@@ -1,5 +1,6 @@
-"""Every policy of the pack, in one list: broker, credential, Kubernetes, PKI, frontend and bridge rules."""
+"""Every policy of the pack, in one list: broker, credential, Kubernetes, PKI, frontend, bridge and backup rules."""
 
+from . import rules_backup
 from . import rules_bridge
 from . import rules_broker
 from . import rules_credentials
@@ -8,4 +9,4 @@ from . import rules_kubernetes
 from . import rules_pki
 
 POLICIES = (rules_broker.POLICIES + rules_credentials.POLICIES + rules_kubernetes.POLICIES + rules_pki.POLICIES
-            + rules_frontend.POLICIES + rules_bridge.POLICIES)
+            + rules_frontend.POLICIES + rules_bridge.POLICIES + rules_backup.POLICIES)

@@ -10,6 +10,8 @@ import pulumi
 import math
 
 from ..components import names
+from ..components.backup_bucket import BackupBucket
+from ..components.backup_rules import default_prefix, schedule_seconds
 from ..components.broker import APP as BROKER_APP
 from ..components.broker import MosquittoBroker
 from ..components.bridge_rules import with_remote_prefixes
@@ -39,6 +41,8 @@ class EstateResources:
     storage: Optional[NfsStorage] = None
     bridges: dict[str, CloudBridge] = field(default_factory=dict)
     monitoring: Optional[MonitoringStack] = None
+    backup_bucket: Optional[BackupBucket] = None
+    """The bucket the program provisioned for backups (bucket.provision), if any."""
 
     @property
     def endpoints(self) -> dict[str, str]:
@@ -121,6 +125,7 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
             "server": nfs.server, "path": nfs.path, "version": nfs.version, "namespace": namespace,
             "statefulset": name, "count": estate.max_replicas,
             "size": broker_cfg.persistence.size or preset.storage})
+    bucket = backup_bucket(estate)
     broker = MosquittoBroker(name, {
         "namespace": namespace,
         "create_namespace": estate.namespace.create,
@@ -158,6 +163,7 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
         "internal_listener": estate.internal_listener,
         "skip_await": broker_cfg.service.skip_await and not estate.frontend_enabled,
         "exporter": exporter_sidecar(estate),
+        "backup": broker_backup(estate),
         "password_iterations": broker_cfg.auth.password_iterations,
         "users": users,
         "acl_patterns": [r.model_dump() for r in broker_cfg.acl.patterns],
@@ -170,7 +176,7 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
         # with a frontend, only the frontend is exposed
         "service_type": "ClusterIP" if estate.frontend_enabled else broker_cfg.service.type,
         "load_balancer_source_ranges": [] if estate.frontend_enabled else broker_cfg.service.load_balancer_source_ranges,
-    }, opts=pulumi.ResourceOptions(depends_on=[storage] if storage else None))
+    }, opts=pulumi.ResourceOptions(depends_on=[r for r in (storage, bucket) if r] or None))
 
     frontend = None
     if estate.frontend_enabled:
@@ -201,7 +207,52 @@ def build_estate(estate: Estate, secret: SecretLookup) -> EstateResources:
         }, opts=pulumi.ResourceOptions(depends_on=[broker.namespace_resource] if broker.namespace_resource else None))
     bridges = {bridge.name: cloud_bridge(estate, bridge, pki, broker, secret) for bridge in estate.bridges}
     monitoring = monitoring_stack(estate, broker, frontend) if estate.monitoring_enabled else None
-    return EstateResources(pki, broker, frontend, storage, bridges, monitoring)
+    return EstateResources(pki, broker, frontend, storage, bridges, monitoring, bucket)
+
+
+def _backup(estate: Estate):
+    backup = estate.broker.persistence.backup
+    return backup if backup is not None and backup.enabled and estate.broker.persistence.enabled else None
+
+
+def backup_bucket(estate: Estate) -> Optional[BackupBucket]:
+    """The backups' bucket when the stack has the program provision it (bucket.provision)."""
+    backup = _backup(estate)
+    if backup is None or not backup.bucket.provision:
+        return None
+    lock = backup.retention.lock
+    return BackupBucket(f"{estate.broker.name}-backup", {
+        "bucket": backup.bucket.name, "region": backup.bucket.region, "prefix": backup_prefix(estate),
+        "retention_days": backup.retention.days, "lock": lock.model_dump() if lock else None})
+
+
+def backup_prefix(estate: Estate) -> str:
+    backup = estate.broker.persistence.backup
+    return backup.bucket.prefix or default_prefix(estate.namespace.name)
+
+
+def broker_backup(estate: Estate) -> Optional[dict]:
+    """MosquittoBroker's `backup` argument: the stack's backup section in the component's shape."""
+    backup = _backup(estate)
+    if backup is None:
+        return None
+    bucket, credentials, lock = backup.bucket, backup.credentials, backup.retention.lock
+    store: dict = {"name": bucket.name, "path_style": bucket.path_style, "prefix": backup_prefix(estate)}
+    if bucket.region:
+        store["region"] = bucket.region
+    if bucket.endpoint:
+        store["endpoint"] = bucket.endpoint
+    return {
+        "image": backup.image,
+        "bucket": store,
+        "interval_seconds": schedule_seconds(backup.schedule),
+        "lock": lock.model_dump() if lock else None,
+        # only the source that is given: the component refuses keys of a source that is not there
+        "credentials": ({"secret_name": credentials.secret_name, "access_key_id_key": credentials.access_key_id_key,
+                         "secret_access_key_key": credentials.secret_access_key_key} if credentials.secret_name else
+                        {"service_account_annotations": dict(credentials.service_account_annotations)}),
+        "restore": backup.restore.model_dump(),
+    }
 
 
 def exporter_sidecar(estate: Estate) -> Optional[dict]:
@@ -233,6 +284,9 @@ def monitoring_stack(estate: Estate, broker: MosquittoBroker, frontend: Optional
         "dashboards_namespace": monitoring.dashboards_namespace,
         "runbook_url": monitoring.runbook_url,
     }
+    backup = _backup(estate)
+    if backup is not None:
+        args["backup_interval_seconds"] = schedule_seconds(backup.schedule)
     if frontend is not None:
         args["frontend"] = {"name": frontend.service_name, "replicas": estate.frontend.replicas,
                             "backends": [port["name"] for port in frontend_ports(estate)],

@@ -13,7 +13,7 @@ import ipaddress
 from decimal import Decimal
 from typing import Iterator, Mapping, Optional
 
-from ..components import bridge_rules, monitoring_rules
+from ..components import backup_rules, bridge_rules, monitoring_rules
 from ..components.arguments import STATEFULSET_NAME_MAX
 from ..components.bridge_conf import conf_value
 from ..components.cloud_profiles import azure_host
@@ -44,7 +44,7 @@ def cross_checks(estate: Estate, secrets: Mapping[str, Optional[str]]) -> list[C
              _shared_subscriptions(estate), _flood_protection(estate),
              _exposure(estate), _anonymous(estate), _key_specs(estate), _names(estate),
              _persistence(estate), _lists(estate), _resources(estate), _limits(estate), _users(estate), _secrets(estate, secrets),
-             _pki(estate, secrets), _bridges(estate, secrets), _monitoring(estate))
+             _pki(estate, secrets), _bridges(estate, secrets), _monitoring(estate), _backup(estate))
     return [issue for rule in rules for issue in rule]
 
 
@@ -410,6 +410,8 @@ def _persistence(estate: Estate) -> Issues:
                                                                      "name)")
     if not persistence.enabled:
         for key in sorted(persistence.model_fields_set - {"enabled"}):
+            if key == "backup" and persistence.backup.enabled:
+                continue  # _backup says what a backup needs
             yield ConfigIssue(["broker", "persistence", _camel(key)], "has no effect with enabled: false")
     if persistence.nfs and ".." in persistence.nfs.path.split("/"):
         yield ConfigIssue(["broker", "persistence", "nfs", "path"], f"{persistence.nfs.path!r} is not allowed "
@@ -697,3 +699,37 @@ def _monitoring(estate: Estate) -> Issues:
         if namespace in SYSTEM_NAMESPACES:
             yield ConfigIssue(["monitoring", key], f"{namespace!r} is a Kubernetes system namespace (Prometheus and "
                               "Grafana run in a namespace of their own, usually monitoring)")
+
+
+BACKUP = ["broker", "persistence", "backup"]
+
+
+def _backup(estate: Estate) -> Issues:
+    """The backup against persistence, the bucket's provisioning and the broker count; the rules shared with the
+    component's arguments come from components/backup_rules.py (snake_case paths there, camelCase here)."""
+    backup = estate.broker.persistence.backup
+    if backup is None or not backup.enabled:
+        return
+    if not estate.broker.persistence.enabled:
+        yield ConfigIssue(BACKUP, "needs broker.persistence.enabled: true (without persistence mosquitto keeps no "
+                                  "database to back up)")
+    bucket = backup.bucket
+    if bucket.provision and bucket.endpoint:
+        yield ConfigIssue(BACKUP + ["bucket", "endpoint"], "cannot be used with provision: true (pulumi-aws makes the "
+                                                           "bucket on AWS; an S3-compatible store's bucket is brought: "
+                                                           "set provision: false)")
+    lock = backup.retention.lock
+    if lock is not None:
+        problem = backup_rules.lock_problem(lock.days, backup.retention.days, "retention.days")
+        if problem:
+            yield ConfigIssue(BACKUP + ["retention", "lock", "days"], problem)
+    for path, message in backup_rules.problems(backup.model_dump(exclude_unset=True), estate.broker.name,
+                                               estate.max_replicas, _camel_path):
+        # the first two parts are the model's keys; a third is an annotation's own key, kept as written
+        yield ConfigIssue(BACKUP + [_camel(part) if i < 2 else part for i, part in enumerate(path)], message)
+
+
+def _camel_path(path: str) -> str:
+    """`credentials.secret_name` -> `credentials.secretName` (a key named in a message)."""
+    return ".".join(_camel(part) for part in path.split("."))
+

@@ -13,6 +13,7 @@ library only.
 """
 from __future__ import annotations
 
+import datetime
 import decimal
 import ipaddress
 import re
@@ -21,12 +22,12 @@ from decimal import Decimal
 __all__ = [
     "topic_filter", "topic_filter_for_acl", "topic_name", "topic_matches",
     "matches_everything_from_depth", "is_catch_all",
-    "dns_label", "dns_1035_label", "dns_subdomain", "port_name", "label_key", "label_value",
+    "dns_label", "dns_1035_label", "dns_subdomain", "port_name", "label_key", "label_value", "config_map_key",
     "parse_quantity", "quantity",
     "cidr", "is_open_cidr",
     "image_reference", "image_parts",
     "san_dns_name", "ip_address", "host_name",
-    "duration",
+    "duration", "rfc3339_time",
     "Pattern", "USER_NAME", "GROUP_ID", "SHORT_NAME", "NFS_PATH", "PRINTABLE_64", "matches",
 ]
 
@@ -472,6 +473,32 @@ def label_value(value: str) -> str | None:
     if value == "":
         return None
     return _label_text_problem(value, value, "label value")
+
+
+_CONFIG_MAP_KEY = re.compile(r"[-._a-zA-Z0-9]+", re.ASCII)
+
+
+def config_map_key(value: str) -> str | None:
+    """A key of a Secret's or ConfigMap's data: apimachinery IsConfigMapKey.
+
+    ``[-._a-zA-Z0-9]+``, at most 253 characters, not '.' or '..' and not starting with '..'
+    (k8s.io/apimachinery pkg/util/validation/validation.go, IsConfigMapKey).
+    """
+    allowed = "letters, digits, '-', '_' and '.', at most 253, as in AWS_ACCESS_KEY_ID"
+    if not isinstance(value, str):
+        return _not_text(value, "AWS_ACCESS_KEY_ID")
+    if value == "":
+        return f"'' is empty (a Secret key has {allowed})"
+    if len(value) > _DNS1123_SUBDOMAIN_MAX:
+        return f"{_q(value)} is {len(value)} characters long (a Secret key has at most 253)"
+    if not _CONFIG_MAP_KEY.fullmatch(value):
+        bad = next(c for c in value if not _CONFIG_MAP_KEY.fullmatch(c))
+        return f"{_q(value)} contains {bad!r} (a Secret key has {allowed})"
+    if value.startswith(".."):
+        return f"{_q(value)} starts with '..' (Kubernetes refuses such a Secret key)"
+    if value == ".":
+        return "'.' is not a Secret key (Kubernetes refuses it)"
+    return None
 
 
 # --------------------------------------------------------------------------
@@ -1095,6 +1122,43 @@ def duration(value: str) -> str | None:
     if count * _DURATION_UNITS[unit] > _C_INT_MAX:
         return (f"{_q(value)} is too long (mosquitto stores it in seconds as a C int, "
                 f"so at most about 68y)")
+    return None
+
+
+_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})",
+                      re.ASCII)
+_DATE_LIKE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}(?:\D.*)?", re.ASCII | re.DOTALL)
+
+
+def looks_like_a_time(value: str) -> bool:
+    """Whether a text starts like a calendar date (2026-08-14...): it is meant as a time, right or wrong."""
+    return isinstance(value, str) and bool(_DATE_LIKE.fullmatch(value))
+
+
+def rfc3339_time(value: str) -> str | None:
+    """An RFC 3339 date-time with its offset (RFC 3339 §5.6 `date-time`): 2026-08-14T06:30:00Z or
+    2026-08-14T08:30:00+02:00, fractions of a second allowed; the date and time must exist (no 2026-02-30, no
+    25:00; a leap second :60 is refused too, as Python's datetime cannot hold it)."""
+    example = "2026-08-14T06:30:00Z"
+    if not isinstance(value, str):
+        return _not_text(value, example)
+    found = _RFC3339.fullmatch(value)
+    if found is None:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            return f"{_q(value)} is a date without a time (write a time with its offset, e.g. {value}T00:00:00Z)"
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}[ Tt]\d{2}:\d{2}(:\d{2}(\.\d+)?)?", value):
+            return (f"{_q(value)} has no UTC offset (a time without one means a different moment in every time "
+                    f"zone; add Z for UTC or +hh:mm, e.g. {example})")
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}.*", value):
+            return f"{_q(value)} separates date and time with a space (write T, e.g. {example})"
+        return f"{_q(value)} is not an RFC 3339 time (e.g. {example})"
+    year, month, day, hour, minute, second, _, offset = found.groups()
+    try:  # the fields one by one (fromisoformat takes fewer fraction lengths on Python 3.10)
+        datetime.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
+        if offset not in ("Z", "z") and (int(offset[1:3]) > 23 or int(offset[4:]) > 59):
+            raise ValueError(f"the offset {offset} is out of range")
+    except ValueError as exc:
+        return f"{_q(value)} is not a real date and time ({exc})"
     return None
 
 

@@ -14,6 +14,7 @@ from pydantic.alias_generators import to_camel
 
 from ..components.haproxy_cfg import (DEFAULT_CONCURRENT_CONNECTIONS, DEFAULT_CONNECTION_RATE, DEFAULT_RATE_PERIOD,
                                    time_problem)
+from ..components import backup_rules
 from ..components.users import MAX_ROTATION
 from . import grammar
 from .errors import PATTERN_HINTS
@@ -138,6 +139,96 @@ class Nfs(Model):
     version: Literal["3", "4", "4.1", "4.2"] = "4.1"
 
 
+BucketName = Annotated[Text, _grammar(backup_rules.bucket_name)]
+StoreRegion = Annotated[Text, _grammar(backup_rules.store_region)]
+S3Endpoint = Annotated[Text, _grammar(backup_rules.endpoint)]
+KeyPrefix = Annotated[Text, _grammar(backup_rules.key_prefix)]
+BackupSchedule = Annotated[Text, _grammar(backup_rules.schedule)]
+SecretName = Annotated[Text, _grammar(grammar.dns_subdomain)]
+SecretKey = Annotated[Text, _grammar(grammar.config_map_key)]
+AnnotationKey = Annotated[Text, _grammar(backup_rules.annotation_key)]
+AnnotationValue = Annotated[Text, _grammar(backup_rules.annotation_value)]
+RestoreRequest = Annotated[Text, _grammar(backup_rules.restore_request)]
+RestoreTarget = Annotated[Text, _grammar(backup_rules.restore_target)]
+Days = Annotated[int, Field(ge=1, le=backup_rules.MAX_DAYS)]
+
+
+class S3Bucket(Model):
+    """Where the backups go: an S3 bucket on AWS, or on an S3-compatible store (endpoint)."""
+
+    name: BucketName
+    """The bucket (S3's naming rules: 3-63 lower-case letters, digits, '.' and '-')."""
+    provision: bool = False
+    """Create it with pulumi-aws (versioned, encrypted, public access blocked, lifecycle, Object Lock when
+    retention.lock is set); give the stack AWS credentials and `aws:region`. False: the bucket is brought; it must
+    be versioned (and have Object Lock enabled when retention.lock is set)."""
+    region: Optional[StoreRegion] = None
+    """The bucket's region (required on AWS, e.g. eu-central-1; with an endpoint default us-east-1)."""
+    endpoint: Optional[S3Endpoint] = None
+    """An S3-compatible store's URL (https://minio.plant.example:9000); absent: AWS S3. Plain http only to 127.0.0.1
+    or localhost. Not with provision."""
+    path_style: bool = False
+    """Address the bucket in the path (https://host/bucket/key) instead of the host name (most S3-compatible stores
+    want it)."""
+    prefix: Optional[KeyPrefix] = None
+    """Key prefix: each broker pod's backup is <prefix>/<pod>/mosquitto.db (default mqtt-estate/<namespace>)."""
+
+
+class BackupLock(Model):
+    """S3 Object Lock on each backup version: nobody can delete it before `days` have passed."""
+
+    mode: Literal["GOVERNANCE", "COMPLIANCE"]
+    """GOVERNANCE: users with s3:BypassGovernanceRetention may still delete; COMPLIANCE: nobody, not even the
+    account's root user, until it expires."""
+    days: Days
+    """How long each version is locked (at most retention.days)."""
+
+
+class BackupRetention(Model):
+    days: Days = 30
+    """How long a replaced backup version is kept (a provisioned bucket's lifecycle rule; a brought bucket's own
+    rules apply instead)."""
+    lock: Optional[BackupLock] = None
+
+
+class BackupCredentials(Model):
+    """Exactly one source: a Secret with access keys, or workload identity through the ServiceAccount."""
+
+    secret_name: Optional[SecretName] = None
+    """A Secret in the estate's namespace holding the access key id and secret access key (you create it)."""
+    access_key_id_key: SecretKey = "AWS_ACCESS_KEY_ID"
+    """The Secret's key holding the access key id."""
+    secret_access_key_key: SecretKey = "AWS_SECRET_ACCESS_KEY"
+    """The Secret's key holding the secret access key."""
+    service_account_annotations: dict[AnnotationKey, AnnotationValue] = Field(default_factory=dict, max_length=16)
+    """Annotations of the brokers' ServiceAccount for workload identity, e.g. eks.amazonaws.com/role-arn (IRSA)."""
+
+
+class BackupRestore(Model):
+    on_empty_volume: bool = True
+    """A broker that starts without a mosquitto.db (a new or lost volume) restores its newest good backup first."""
+    request: Optional[RestoreRequest] = None
+    """Ask every broker pod to restore `target` once: a new id rolls the pods, each restores before mosquitto starts
+    (an id already done is not repeated)."""
+    target: Optional[RestoreTarget] = None
+    """latest, an S3 version id (one broker only) or an RFC 3339 time: the newest backup saved at or before it."""
+
+
+class Backup(Model):
+    """Backups of each broker's mosquitto.db to S3, restore and recovery from a corrupt database (README, "Backups")."""
+
+    enabled: bool = True
+    schedule: BackupSchedule = "15m"
+    """How often each broker is made to save and its database uploaded (1m to 24h; m is minutes here). What changed
+    since the last backup is what a lost volume loses."""
+    image: Image = "ghcr.io/mqtt-estate/mosquitto-backup:0.1.0"
+    """The backup sidecar's and restore init container's image, built from backup/Dockerfile."""
+    bucket: S3Bucket
+    retention: BackupRetention = BackupRetention()
+    credentials: BackupCredentials = BackupCredentials()
+    restore: BackupRestore = BackupRestore()
+
+
 class Persistence(Model):
     enabled: bool = True
     autosave_interval: int = Field(60, ge=1, le=86_400)
@@ -145,6 +236,8 @@ class Persistence(Model):
     storage_class: Optional[StorageClassName] = None
     size: Optional[StorageQuantity] = None
     nfs: Optional[Nfs] = None
+    backup: Optional[Backup] = None
+    """Backups to S3 and restore (README, "Backups")."""
 
 
 class Limits(Model):

@@ -22,7 +22,8 @@ def state_dir(tmp_path_factory) -> Path:
 
 
 TEST_STACKS = {"ha": ROOT / "tests" / "stacks" / "ha.yaml", "ha-standby": ROOT / "tests" / "stacks" / "ha-standby.yaml",
-               "monitoring": ROOT / "tests" / "stacks" / "monitoring.yaml"}
+               "monitoring": ROOT / "tests" / "stacks" / "monitoring.yaml",
+               "backup": ROOT / "tests" / "stacks" / "backup.yaml"}
 """Stacks that exist for tests only (the shipped ones are Pulumi.<stack>.yaml)."""
 
 

@@ -113,9 +113,9 @@ def expand(template: str, labels: dict, value: float) -> str:
     return re.sub(r"\{\{(.*?)\}\}", one, template)
 
 
-def rule_for(alert: str, labels: dict) -> dict:
+def rule_for(alert: str, labels: dict, targets: MonitoringTargets = TARGETS) -> dict:
     """The rule (of possibly several with that name, e.g. one per bridge) whose static labels the alert has."""
-    rules = [r for g in alert_groups(TARGETS) for r in g["rules"]
+    rules = [r for g in alert_groups(targets) for r in g["rules"]
              if r["alert"] == alert and r["labels"].items() <= labels.items()]
     assert len(rules) == 1, f"{alert} {labels}: {len(rules)} rules match"
     return rules[0]
@@ -180,6 +180,12 @@ CASES: list[Case] = [
              "runbook_url": RUNBOOK + "#mosquittobrokerabsent"})]),
     Case("MosquittoBrokerAbsent", "no-target-at-all", [series("up", haproxy(0), "1x30")], "5m",
          [Fired({"namespace": NS, "severity": "critical"}, 0)]),
+    # with backups on each broker pod is scraped twice (exporter and backup sidecar): only the exporter counts
+    Case("MosquittoBrokerAbsent", "broker-2-gone-its-peers-backup-targets-up",
+         [series("up", broker(i), "1x30") for i in range(2)]
+         + [series("up", {**broker(i), "container": "backup", "endpoint": "backup-metrics"}, "1x30")
+            for i in range(2)], "5m",
+         [Fired({"namespace": NS, "severity": "critical"}, 2)]),
     # MosquittoMetricsStale: the heartbeat's timestamp follows the clock (0+60 per 1m step) while fresh
     Case("MosquittoMetricsStale", "fresh-heartbeats",
          [series("mosquitto_exporter_last_update_timestamp_seconds", broker(i), "0+60x30") for i in range(3)], "10m"),
@@ -332,15 +338,17 @@ CASES: list[Case] = [
 ALERTS = sorted({c.alert for c in CASES})
 
 
-def exp_alert(case: Case, fired: Fired) -> dict:
+def exp_alert(case: Case, fired: Fired, targets: MonitoringTargets = TARGETS) -> dict:
     annotations = fired.annotations
     if annotations is None:
-        rule = rule_for(case.alert, fired.labels)
+        rule = rule_for(case.alert, fired.labels, targets)
         annotations = {k: expand(v, fired.labels, fired.value) for k, v in rule["annotations"].items()}
     return {"exp_labels": fired.labels, "exp_annotations": annotations}
 
 
-def promtool_tests(alert: str, rule_file: Path) -> dict:
+def promtool_tests(alert: str, rule_file: Path, cases: list[Case] = CASES,
+                   targets: MonitoringTargets = TARGETS) -> dict:
+    """A `promtool test rules` file with every case of `alert`."""
     return {
         "rule_files": [str(rule_file)],
         "evaluation_interval": "1m",
@@ -349,8 +357,8 @@ def promtool_tests(alert: str, rule_file: Path) -> dict:
             "interval": "1m",
             "input_series": case.input_series,
             "alert_rule_test": [{"eval_time": case.eval_time, "alertname": alert,
-                                 "exp_alerts": [exp_alert(case, f) for f in case.fired]}],
-        } for case in CASES if case.alert == alert],
+                                 "exp_alerts": [exp_alert(case, f, targets) for f in case.fired]}],
+        } for case in cases if case.alert == alert],
     }
 
 
@@ -358,27 +366,40 @@ def dump(groups: list[dict]) -> str:
     return yaml.safe_dump({"groups": groups}, sort_keys=True, width=1000)
 
 
+def rule_file_fixture(targets: MonitoringTargets, directory: str):
+    """A module fixture: the rule file of `targets`, written once."""
+    @pytest.fixture(scope="module")
+    def rule_file(tmp_path_factory) -> Path:
+        path = tmp_path_factory.mktemp(directory) / "rules.yaml"
+        path.write_text(dump(alert_groups(targets)))
+        return path
+    return rule_file
+
+
+def promtool_passes(*args: str, tests: dict | None = None, name: str = "test") -> None:
+    """Run promtool (`check rules FILE`, or `test rules` on `tests` written beside the rule file) and show its
+    report when it fails."""
+    if tests is not None:
+        test_file = Path(tests["rule_files"][0]).parent / f"{name}.yaml"
+        test_file.write_text(yaml.safe_dump(tests, sort_keys=False, width=1000))
+        args = ("test", "rules", str(test_file))
+    run = subprocess.run([PROMTOOL, *args], capture_output=True, text=True)
+    assert run.returncode == 0, f"{name}:\n{run.stdout}{run.stderr}"
+
+
 # ------------------------------------------------------------------------------------------ tests
 
 
-@pytest.fixture(scope="module")
-def rule_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("alert-rules") / "rules.yaml"
-    path.write_text(dump(alert_groups(TARGETS)))
-    return path
+rule_file = rule_file_fixture(TARGETS, "alert-rules")
 
 
 def test_promtool_check_rules(rule_file):
-    run = subprocess.run([PROMTOOL, "check", "rules", str(rule_file)], capture_output=True, text=True)
-    assert run.returncode == 0, run.stdout + run.stderr
+    promtool_passes("check", "rules", str(rule_file))
 
 
 @pytest.mark.parametrize("alert", ALERTS)
 def test_alert_fires_and_stays_silent(alert, rule_file):
-    test_file = rule_file.parent / f"test-{alert}.yaml"
-    test_file.write_text(yaml.safe_dump(promtool_tests(alert, rule_file), sort_keys=False, width=1000))
-    run = subprocess.run([PROMTOOL, "test", "rules", str(test_file)], capture_output=True, text=True)
-    assert run.returncode == 0, f"{alert}:\n{run.stdout}{run.stderr}"
+    promtool_passes(tests=promtool_tests(alert, rule_file), name=f"test-{alert}")
 
 
 def test_every_alert_has_firing_and_silent_cases():

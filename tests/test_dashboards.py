@@ -1,6 +1,7 @@
 """components/dashboards.py: the Grafana dashboards MonitoringStack ships, checked offline (valid JSON, stable uids,
 a layout without overlaps, panels left out for what the estate lacks) and against the metric names that exist:
-every name a dashboard queries is one the estate's exporter writes or one HAProxy's built-in exporter writes."""
+every name a dashboard queries is one the estate's exporter writes, one the backup sidecar serves or one HAProxy's
+built-in exporter writes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 
 from mqtt_estate.components.dashboards import (BROKER, DEFAULT_VARIABLES, OVERVIEW, dashboard_queries, dashboards,
                                                substitute, variable_expression)
-from mqtt_estate.components.monitoring_targets import BridgeTarget, FrontendTarget, MonitoringTargets
+from mqtt_estate.components.monitoring_targets import (BACKUP_METRICS, BridgeTarget, FrontendTarget,
+                                                       MonitoringTargets)
 from mqtt_estate.exporter.sys_topics import metric_names as exporter_metric_names
 from tests.promql_names import metric_names
 
@@ -46,6 +48,9 @@ LONG = MonitoringTargets(
     connection_capacity=10, max_queued_messages=10, leaf_validity_seconds=86400, early_renewal_seconds=3600,
     alert_after="1m", stale_after_seconds=30)
 ALL = {"full": FULL, "bare": BARE, "long": LONG}
+BACKUP = MonitoringTargets(**{**FULL.__dict__, "backup_interval_seconds": 900})
+"""FULL with a backup sidecar in every broker pod (its uids are FULL's: same namespace and broker)."""
+WITH_BACKUP = {**ALL, "backup": BACKUP}
 
 
 def panels(dashboard: dict) -> list[dict]:
@@ -100,7 +105,7 @@ def test_uids_stable_short_and_distinct():
     assert not {d["uid"] for d in loaded(other).values()} & set(flat)
 
 
-@pytest.mark.parametrize("t", ALL.values(), ids=ALL.keys())
+@pytest.mark.parametrize("t", WITH_BACKUP.values(), ids=WITH_BACKUP.keys())
 def test_every_panel_queries_prometheus_through_the_datasource_variable(t):
     for dashboard in loaded(t).values():
         variables = {v["name"]: v for v in dashboard["templating"]["list"]}
@@ -119,7 +124,7 @@ def test_every_panel_queries_prometheus_through_the_datasource_variable(t):
                 assert target["datasource"] == panel["datasource"]
 
 
-@pytest.mark.parametrize("t", ALL.values(), ids=ALL.keys())
+@pytest.mark.parametrize("t", WITH_BACKUP.values(), ids=WITH_BACKUP.keys())
 def test_layout_has_no_overlaps(t):
     for dashboard in loaded(t).values():
         boxes = [(p["title"], p["gridPos"]) for p in panels(dashboard)]
@@ -181,7 +186,7 @@ def test_panels_left_out_without_bridges_or_frontend():
     assert any("bridge" in t.lower() for t in titles) and not any("frontend" in t.lower() for t in titles)
 
 
-@pytest.mark.parametrize("t", ALL.values(), ids=ALL.keys())
+@pytest.mark.parametrize("t", WITH_BACKUP.values(), ids=WITH_BACKUP.keys())
 def test_every_metric_exists(t):
     exporter = exporter_metric_names()
     used = set()
@@ -189,8 +194,29 @@ def test_every_metric_exists(t):
         names = metric_names(expr)
         assert names, expr
         used |= names
-    unknown = {n for n in used if n not in exporter and n not in HAPROXY_METRICS}
+    unknown = {n for n in used if n not in exporter and n not in HAPROXY_METRICS and n not in BACKUP_METRICS}
     assert not unknown
+
+
+def test_backup_panels_only_with_a_backup_sidecar():
+    """The broker dashboard's backup row: the last success's age against the schedule, failures, size and the
+    restore initContainer's recoveries; none of it without a backup sidecar."""
+    with_backup = loaded(BACKUP)[BROKER]
+    without = loaded(FULL)[BROKER]
+    titles = {p["title"] for p in panels(with_backup)} - {p["title"] for p in panels(without)}
+    assert titles == {"Last backup", "Backups", "Backup size", "Database recoveries (last day)"}
+    used = {n for expr in dashboard_queries(dashboards(BACKUP)[BROKER]) for n in metric_names(expr)}
+    assert used & set(BACKUP_METRICS) == {"mosquitto_backup_last_success_timestamp_seconds",
+                                          "mosquitto_backup_failures_total", "mosquitto_backup_size_bytes",
+                                          "mosquitto_database_recovery_timestamp_seconds"}
+    assert not {n for t in ALL.values() for q in all_queries(t) for n in metric_names(q)} & set(BACKUP_METRICS)
+    assert dashboards(BACKUP)[OVERVIEW] == dashboards(FULL)[OVERVIEW]
+    for panel in panels(with_backup):
+        for target in panel["targets"]:
+            assert 'job="mqtt/mosquitto"' in target["expr"] and 'pod="$pod"' in target["expr"], panel["title"]
+    last = next(p for p in panels(with_backup) if p["title"] == "Last backup")
+    # orange past one 15-minute schedule (and a minute), red at BackupStale's limit (2 x 15m + alert_after 2m)
+    assert [s["value"] for s in last["fieldConfig"]["defaults"]["thresholds"]["steps"]] == [None, 960, 1920]
 
 
 def test_the_dashboards_use_every_listed_haproxy_metric():
@@ -228,7 +254,7 @@ def test_substitute():
         substitute('x{pod="$pod"}')
 
 
-@pytest.mark.parametrize("t", ALL.values(), ids=ALL.keys())
+@pytest.mark.parametrize("t", WITH_BACKUP.values(), ids=WITH_BACKUP.keys())
 def test_every_query_substitutes_to_plain_promql(t):
     for expr in all_queries(t):
         plain = substitute(expr, {"pod": f"{t.broker}-0"})

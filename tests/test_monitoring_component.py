@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from mqtt_estate.components.arguments import problems
-from mqtt_estate.components.monitoring import MONITORING_API, MonitoringStackArgs
+from mqtt_estate.components.monitoring import MONITORING_API, MonitoringStack, MonitoringStackArgs
 from mqtt_estate.estate.manifests import object_data
+from tests.harness import by_name, run_components
 
 
 def objects(rendered, stack: str) -> list[dict]:
@@ -47,13 +48,34 @@ def test_frontend_metrics_need_the_stats_secret(rendered):
     assert rules[0].startswith("http-request auth") and "use-service prometheus-exporter" in rules[1]
 
 
+def broker_pod(objs) -> dict:
+    sts = next(o for o in of_kind(objs, "StatefulSet") if o["metadata"]["name"] == "mosquitto")
+    return sts["spec"]["template"]["spec"]
+
+
 def test_only_the_prometheus_namespace_reaches_the_metrics_ports(rendered):
-    scrape = [o for o in of_kind(objects(rendered, "prod"), "NetworkPolicy") if o["metadata"]["name"].endswith("-scrape")]
+    objs = objects(rendered, "prod")
+    scrape = [o for o in of_kind(objs, "NetworkPolicy") if o["metadata"]["name"].endswith("-scrape")]
     assert len(scrape) == 2
+    # the exporter's port, and the backup sidecar's when the brokers have one
+    backups = any(c["name"] == "backup" for c in broker_pod(objs)["containers"])
     for policy in scrape:
         (rule,) = policy["spec"]["ingress"]
         assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
-        assert [p["port"] for p in rule["ports"]] in ([9234], [8404])
+        assert [p["port"] for p in rule["ports"]] in ([9234, 9235] if backups else [9234], [8404])
+
+
+def test_the_broker_podmonitor_scrapes_ports_the_pods_have(rendered):
+    """Every endpoint of the broker PodMonitor names a container port of the broker pods (the Operator finds the
+    target by that name), the backup sidecar's among them exactly when the pods have one."""
+    objs = objects(rendered, "prod")
+    monitor = next(o for o in of_kind(objs, "PodMonitor") if o["metadata"]["name"] == "mosquitto")
+    scraped = [e["port"] for e in monitor["spec"]["podMetricsEndpoints"]]
+    pod = broker_pod(objs)
+    named = {port["name"]: c["name"] for c in pod["containers"] for port in c.get("ports", [])}
+    assert set(scraped) <= set(named)
+    assert ("backup-metrics" in scraped) == any(c["name"] == "backup" for c in pod["containers"])
+    assert named.get("backup-metrics", "backup") == "backup" and named["metrics"] == "exporter"
 
 
 def test_exporter_sidecar_is_restricted_and_never_sees_the_key(rendered):
@@ -87,6 +109,7 @@ ARGS: MonitoringStackArgs = {"namespace": "mqtt", "broker": "mosquitto", "broker
     ({"scrape_interval": "1h"}, "args.scrape_interval: '1h' is outside 1s to 2m"),
     ({"selector_labels": {"release": "a b"}}, "args.selector_labels:"),
     ({"broker_replicas": 0}, "args.broker_replicas: must be at least 1"),
+    ({"backup_interval_seconds": "15m"}, "args.backup_interval_seconds: '15m' is not allowed"),
 ])
 def test_component_arguments_follow_the_same_rules(change, line):
     found = problems("MonitoringStack", "mosquitto-monitoring", {**ARGS, **change}, MonitoringStackArgs)
@@ -105,3 +128,26 @@ def test_podmonitors_use_only_fields_the_operator_defines(rendered):
         for endpoint in monitor["spec"]["podMetricsEndpoints"]:
             assert set(endpoint) <= {"port", "path", "interval", "basicAuth"}
     yaml.safe_dump(objects(rendered, "prod"))
+
+
+@pytest.mark.parametrize("backup_interval", [None, 900], ids=["no-backups", "backups"])
+def test_backup_sidecars_are_scraped_only_when_backups_are_on(backup_interval):
+    """With backups the broker PodMonitor gets the sidecar's port as a second endpoint, its NetworkPolicy admits
+    the Prometheus namespace to it too, and the PrometheusRule gets the backup group."""
+    args = {**ARGS, **({"backup_interval_seconds": backup_interval} if backup_interval else {})}
+    registry = run_components(lambda: MonitoringStack("mosquitto-monitoring", args))
+    monitor = by_name(registry, "mosquitto-monitoring-brokers-podmonitor").inputs
+    endpoints = monitor["spec"]["podMetricsEndpoints"]
+    scrape = by_name(registry, "mosquitto-monitoring-brokers-scrape").inputs["spec"]
+    (rule,) = scrape["ingress"]
+    assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    groups = [g["name"] for g in by_name(registry, "mosquitto-monitoring-rules").inputs["spec"]["groups"]]
+    if backup_interval:
+        assert [e["port"] for e in endpoints] == ["metrics", "backup-metrics"]
+        assert {e["interval"] for e in endpoints} == {"30s"} and {e["path"] for e in endpoints} == {"/metrics"}
+        assert rule["ports"] == [{"port": 9234, "protocol": "TCP"}, {"port": 9235, "protocol": "TCP"}]
+        assert "mqtt-estate-backups" in groups
+    else:
+        assert [e["port"] for e in endpoints] == ["metrics"]
+        assert rule["ports"] == [{"port": 9234, "protocol": "TCP"}]
+        assert "mqtt-estate-backups" not in groups

@@ -162,10 +162,12 @@ CASES = [
 
 
 def test_every_policy_has_a_case():
-    """The cloud bridge rules have theirs on the cloud stack, in tests/test_bridge_policies.py."""
+    """The cloud bridge rules have theirs on the cloud stack, in tests/test_bridge_policies.py, the backup rules on
+    backup buckets and backup sidecars, in tests/test_backup_policies.py."""
+    from tests.test_backup_policies import BACKUP_RULES
     from tests.test_bridge_policies import BRIDGE_RULES
 
-    assert sorted({name for name, *_ in CASES} | set(BRIDGE_RULES)) == sorted(POLICIES)
+    assert sorted({name for name, *_ in CASES} | set(BRIDGE_RULES) | set(BACKUP_RULES)) == sorted(POLICIES)
     assert len(POLICIES) >= 35
 
 

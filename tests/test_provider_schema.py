@@ -30,7 +30,8 @@ from tests.harness import run_components
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "schema" / "provider.schema.json"
 REGENERATE = "python3 -m estate schema --provider > schema/provider.schema.json"
-COMPONENTS = ["CloudBridge", "HaProxyFrontend", "MonitoringStack", "MosquittoBroker", "NfsStorage", "Pki"]
+COMPONENTS = ["BackupBucket", "CloudBridge", "HaProxyFrontend", "MonitoringStack", "MosquittoBroker", "NfsStorage",
+              "Pki"]
 
 
 @pytest.fixture(scope="module")
