@@ -11,6 +11,10 @@ Cloud bridges (the connection file's `cloud` section, one local stand-in per bri
 for every mapping, a message published in the estate on the mapping's local topic arrives on the stand-in under
 the remote prefix (out), and one published on the stand-in's test tap under the remote prefix arrives in the
 estate under the local prefix (in).
+
+Backup sidecars (the connection file's `backups`): each serves its metrics and has counted no failed backup (its
+first backup comes a few seconds after the start: a failure to reach the bucket or to make mosquitto save shows
+within the run; the integration tests prove the backups themselves).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import ipaddress
 import json
 import threading
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +104,30 @@ def run_smoke(conn: dict) -> list[Check]:
             checks.append(Check(name, "anonymous refused", not anon.accepted, f"reason {anon.reason}"))
         anon.close()
     checks += cloud_checks(conn, credentials)
+    checks += backup_checks(conn)
+    return checks
+
+
+def _metric(text: str, name: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return None
+
+
+def backup_checks(conn: dict) -> list[Check]:
+    """Every backup sidecar answers and has counted no failure."""
+    checks = []
+    for sidecar in conn.get("backups") or []:
+        try:
+            with urllib.request.urlopen(sidecar["url"], timeout=5) as response:
+                text = response.read().decode()
+        except OSError as exc:
+            checks.append(Check(sidecar["pod"], "backup sidecar serves its metrics", False, str(exc)))
+            continue
+        failures = _metric(text, "mosquitto_backup_failures_total")
+        checks.append(Check(sidecar["pod"], f"backup sidecar to s3://{sidecar.get('bucket')}: no failed backup",
+                            failures == 0, f"{failures} failed; see {sidecar.get('log')}"))
     return checks
 
 

@@ -196,3 +196,39 @@ def test_the_estates_locked_backups_cannot_be_deleted(estate):
         s3.delete_object(Bucket=env["BACKUP_BUCKET"], Key=key, VersionId=head["VersionId"])
     assert refused.value.response["Error"]["Code"] == "AccessDenied"
     assert s3.head_object(Bucket=env["BACKUP_BUCKET"], Key=key, VersionId=head["VersionId"])["ContentLength"] > 0
+
+
+def test_the_smoke_suite_checks_every_backup_sidecar(estate, tmp_path):
+    """`estate up --local --smoke` also asks each backup sidecar: serving, and no failed backup (a sidecar whose
+    bucket refuses it fails the smoke run)."""
+    import http.server
+
+    from mqtt_estate.estate.smoke import backup_checks, run_smoke
+
+    conn = json.loads(estate.write_connection_file().read_text())  # the pods the tests above recreated included
+    checks = [c for c in run_smoke(conn) if c.listener == POD and "backup" in c.name]
+    assert checks and all(c.ok for c in checks), checks
+
+    class Failing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"mosquitto_backup_failures_total 2.0\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Failing)
+    worker = threading.Thread(target=server.serve_forever, daemon=True)
+    worker.start()
+    try:
+        failing = backup_checks({"backups": [{"pod": "p-0", "bucket": "b", "log": "x",
+                                              "url": f"http://127.0.0.1:{server.server_port}/metrics"}]})
+        closed = backup_checks({"backups": [{"pod": "p-0", "url": "http://127.0.0.1:1/metrics"}]})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [c.ok for c in failing + closed] == [False, False]
+    assert "2.0 failed" in failing[0].detail
