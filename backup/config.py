@@ -47,11 +47,11 @@ def parse_time(text: str) -> Optional[dt.datetime]:
     try:
         # RFC 3339 allows a lower-case "t" and "z" (section 5.6, NOTE); Python 3.11's parser wants them upper-case
         value = dt.datetime.fromisoformat(text.strip().upper())
-    except ValueError:
+        if value.tzinfo is None or "T" not in text.upper():
+            return None
+        return value.astimezone(dt.timezone.utc)
+    except (ValueError, OverflowError):  # year 1 with a positive offset, year 9999 with a negative one
         return None
-    if value.tzinfo is None or "T" not in text.upper():
-        return None
-    return value.astimezone(dt.timezone.utc)
 
 
 def rfc3339(moment: dt.datetime) -> str:

@@ -6,13 +6,15 @@ tests/test_backup_tool.py, test_what_mosquitto_does_at_start_with; src/persist_r
 nothing holds it.
 
 Three paths, in this order (issue 15 contract):
-1. A restore request (RESTORE_REQUEST, an id not yet in <data>/.mqtt-estate/restores, nor remembered in the bucket
-   under <prefix>/<pod>/restores/<id>; a pod with no backup at all takes no request): restore RESTORE_TARGET over
-   whatever is there. The current file is kept as mosquitto.db.replaced-<UTC stamp>. If the target cannot be
-   restored exactly as asked (bucket unreachable, no such version, checksum or structure mismatch), the init
-   exits 2 and the broker does not start: the operator asked for specific data, and starting with other data
-   would hide that the request failed. The id is recorded only once the file is in place, so a failed request
-   is retried on every start until it succeeds or is withdrawn.
+1. A restore request (RESTORE_REQUEST with RESTORE_TARGET: `<id>@<target>` not yet in
+   <data>/.mqtt-estate/restores, nor remembered in the bucket under <prefix>/<pod>/restores/<id>; a target changed
+   under the same id is a new request): restore RESTORE_TARGET over whatever is there. The current file is kept as
+   mosquitto.db.replaced-<UTC stamp>. If the target cannot be restored exactly as asked (no such version, checksum
+   or structure mismatch, the bucket unreachable while the volume holds a database), the init exits 2 and the
+   broker does not start: the operator asked for specific data, and starting with other data would hide that the
+   request failed. The request is remembered in the bucket before the file is replaced and in the volume after,
+   so a failed request is retried on every start until it succeeds or is withdrawn. It does not apply (requested()
+   says when) to a pod that has no backup from then (a scale-up) or that had it applied before its volume was lost.
 2. No mosquitto.db and RESTORE_ON_EMPTY=true (a lost volume, a pod rescheduled onto a new disk): restore the
    newest version that verifies, naming every version skipped on the way. No backup at all: start empty (the
    first start of a broker; one info line).
@@ -160,6 +162,13 @@ class Init:
             pass
 
     # --- state in the volume -------------------------------------------------------------------------------
+    def request_token(self) -> str:
+        """What makes a request: its id and its target (`<id>@<target>`), so a target changed under the same id is
+        a new request, not silently ignored."""
+        target = self.config.restore_target
+        shown = {"latest": "latest", "version": target.version, "time": rfc3339(target.time) if target.time else ""}
+        return f"{self.config.restore_request}@{shown[target.kind]}"
+
     def applied_requests(self) -> set[str]:
         try:
             return set((self.config.state_dir / RESTORES_FILE).read_text().split())
@@ -229,7 +238,7 @@ class Init:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         self.clean_temp_files()
         request = self.config.restore_request
-        if request and request not in self.applied_requests():
+        if request and self.request_token() not in self.applied_requests():
             outcome = self.requested(request)
             if outcome is not None:
                 return outcome
@@ -254,12 +263,18 @@ class Init:
         return Outcome("untouched", EXIT_STARTED, message)
 
     def requested(self, request: str) -> Optional[Outcome]:
-        """Path 1, or None when the request does not apply to this pod's volume: it was applied to this pod before
-        (remembered in the bucket; the volume is new or was lost since: paths 2 and 3 decide, so a lost volume
-        gets the newest backup, not the old target again), or this pod has no backup at all (a pod added since,
-        by a scale-up: it starts fresh instead of waiting forever for a backup that cannot exist)."""
+        """Path 1, or None when the request does not apply to this pod's volume (paths 2 and 3 then decide):
+        - it was applied to this pod before (remembered beside its backups; the volume is new or was lost since):
+          a lost volume gets the newest backup, not the old target again;
+        - this pod has no backup at all, or none saved at or before a time target (a pod added since, by a
+          scale-up): it starts as it is instead of stopping the rollout for a backup that cannot exist;
+        - the bucket cannot be read and the volume holds no database: whether the request is this volume's cannot
+          be known, and the plant's broker must run while its uplink is down (the automatic paths wait, then
+          start empty, loudly). With a database in the volume the request fails instead: the operator asked for
+          other data than what is there."""
         target = self.config.restore_target
         location = self.config.location
+        token = self.request_token()
 
         def fail(what: str) -> Outcome:
             message = (f"restore request {request!r} ({target}) failed: {what}; {DB_NAME} was not touched and "
@@ -267,27 +282,45 @@ class Init:
             self.loud(message)
             return Outcome("failed", EXIT_REQUEST_FAILED, message)
 
+        def not_this_volume(why: str) -> None:
+            self.mark_applied(token)
+            self.say(f"restore request {request!r} ({target}): {why}")
+            return None
+
         try:
-            if self._retrying(lambda: self.store.request_applied(request)):
-                self.mark_applied(request)
-                self.say(f"restore request {request!r} was applied to this pod before ({self.store.request_key(request)}"
-                         f"); this volume does not know it (new or lost since), so it is not applied again")
-                return None
-            if not self._retrying(self.store.versions):
-                self.mark_applied(request)
-                self._remember(request, {"request": request, "target": str(target), "outcome": "no backup"})
-                self.say(f"restore request {request!r}: {location} holds no backup of this pod (a pod added since "
-                         f"the backups began): nothing to restore, and the request will not apply to it later")
-                return None
-            version = self._retrying(lambda: self.store.find(target))
+            if self._retrying(lambda: self.store.request_applied(request)) == token:
+                return not_this_volume(f"applied to this pod before ({self.store.request_key(request)}); this "
+                                       "volume does not know it (new or lost since), so it is not applied again")
+            versions = self._retrying(self.store.versions)
+            if not versions:
+                self._retrying(lambda: self.store.remember_request(request, {"token": token, "outcome": "no backup"}))
+                return not_this_volume(f"{location} holds no backup of this pod (a pod added since the backups "
+                                       "began): nothing to restore, and the request will not apply to it later")
+            try:
+                version = self._retrying(lambda: self.store.find(target))
+            except VersionNotFound:
+                if target.kind != "time" or versions[-1].last_modified <= target.time:
+                    raise
+                self._retrying(lambda: self.store.remember_request(request, {"token": token, "outcome": "too new"}))
+                return not_this_volume(f"this pod's backups begin after that time (oldest "
+                                       f"{rfc3339(versions[-1].last_modified)}: a pod added since): left as it is")
             fetched = self._retrying(lambda: self.store.fetch(version))
+            # remembered before the file is replaced: a restore the bucket forgot would be applied again after a
+            # later volume loss (if the install then fails, the volume is damaged and path 3 takes over)
+            self._retrying(lambda: self.store.remember_request(request, {
+                "token": token, "outcome": "restored", "version": fetched.version.version_id,
+                "at": rfc3339(self.now())}))
+        except Unreachable as exc:
+            if not self.db.exists():
+                self.loud(f"restore request {request!r} ({target}) cannot be checked ({exc}); the volume holds no "
+                          f"{DB_NAME}, so the automatic paths decide (the request stays pending)")
+                return None
+            return fail(str(exc))
         except StoreError as exc:  # each names s3://<bucket>/<key>, the version when there is one, and the failure
             return fail(str(exc))
         keep = aside_name(self.db, "replaced", self.now()) if self.db.exists() else None
         self.install(fetched.data, keep_as=keep)
-        self.mark_applied(request)
-        self._remember(request, {"request": request, "target": str(target), "outcome": "restored",
-                                 "version": fetched.version.version_id, "at": rfc3339(self.now())})
+        self.mark_applied(token)
         vid = fetched.version.version_id
         record = self.write_record("requested", f"restore request {request} ({target})", vid, keep, request=request,
                                    saved_at=rfc3339(fetched.version.saved_at), store_reachable=True)
@@ -296,14 +329,6 @@ class Init:
                    + (f"; the previous database is kept as {keep.name}" if keep else ""))
         self.say(message)
         return Outcome("requested", EXIT_STARTED, message, vid, keep, record)
-
-    def _remember(self, request: str, record: dict) -> None:
-        """The request's marker in the bucket; the volume's own record is already written, so a failure here costs
-        only the memory of a later new or lost volume (said, not fatal)."""
-        try:
-            self.store.remember_request(request, record)
-        except StoreError as exc:
-            self.say(f"could not remember restore request {request!r} in the bucket: {exc}")
 
     def automatic(self, reason: str, moved_to: Optional[Path] = None) -> Outcome:
         location = self.config.location

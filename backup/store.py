@@ -134,7 +134,13 @@ def _one_line(exc: BaseException) -> str:
     response = getattr(exc, "response", None)
     if isinstance(response, dict) and "Error" in response:
         error = response["Error"]
-        return " ".join(f"{error.get('Code', '')}: {error.get('Message', '')}".split())
+        line = " ".join(f"{error.get('Code', '')}: {error.get('Message', '')}".split())
+        if str(error.get("Code")) in ("403", "AccessDenied", "Forbidden"):
+            # S3 answers a missing key with 403 when the caller lacks s3:ListBucket (API reference, HeadObject,
+            # "Permissions"): say so, or a least-privilege role reads as a broken bucket
+            line += " (the credentials need s3:GetObject, s3:GetObjectVersion, s3:PutObject, s3:ListBucket and " \
+                    "s3:ListBucketVersions: README, \"Permissions the credentials need\")"
+        return line
     return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
@@ -252,19 +258,23 @@ class Store:
         volume, because a new pod (a scale-up) or a lost volume knows nothing of the requests already applied."""
         return f"{self.key.rpartition('/')[0]}/restores/{request}"
 
-    def request_applied(self, request: str) -> bool:
+    def request_applied(self, request: str) -> Optional[str]:
+        """The token (`<id>@<target>`) the request was applied with to this pod, or None when it never was."""
         from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
         key = self.request_key(request)
         try:
-            self.client.head_object(Bucket=self.bucket, Key=key)
-            return True
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except ClientError as exc:
             if _code(exc) in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise Unreachable(f"s3://{self.bucket}/{key}: head_object failed: {_one_line(exc)}") from exc
+                return None
+            raise Unreachable(f"s3://{self.bucket}/{key}: get_object failed: {_one_line(exc)}") from exc
         except BotoCoreError as exc:
-            raise Unreachable(f"s3://{self.bucket}/{key}: head_object failed: {_one_line(exc)}") from exc
+            raise Unreachable(f"s3://{self.bucket}/{key}: get_object failed: {_one_line(exc)}") from exc
+        try:
+            return str(json.loads(body)["token"])
+        except (ValueError, KeyError, TypeError):
+            return None  # not ours: a request id is applied again rather than skipped on a record it cannot read
 
     def remember_request(self, request: str, record: dict) -> None:
         """Write the request's marker (a small JSON record of what was done); Content-MD5, which a bucket with

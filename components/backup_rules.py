@@ -257,7 +257,10 @@ def restore_target(value: str) -> Optional[str]:
     if value.lower() == LATEST:
         return f"{grammar.quoted(value)} must be lower-case (write latest)"
     if grammar.looks_like_a_time(value) or ":" in value:
-        return grammar.rfc3339_time(value)
+        problem = grammar.rfc3339_time(value)
+        if problem is None and not 1970 <= int(value[:4]) <= 9998:  # year 1 or 9999 with an offset overflows
+            return f"{grammar.quoted(value)} is not a time a backup can have been saved at (years 1970 to 9998)"
+        return problem
     if _VERSION_ID.fullmatch(value):
         return None
     return (f"{grammar.quoted(value)} is neither latest, an S3 version id (letters, digits, '.', '_', '-') nor an "

@@ -479,7 +479,7 @@ class LocalEstate:
 
     def _start_exporter(self, pod: LocalProcess, container: dict) -> None:
         """The pod's exporter sidecar, reading the pod's health listener (estate/local_exporters.py)."""
-        port = free_port(self.taken_ports)
+        port = self._sidecar_port(pod, container)
         for declared in container.get("ports", []):
             pod.named_ports[declared["name"]] = port
             pod.containers[declared["name"]] = container["name"]
@@ -500,6 +500,12 @@ class LocalEstate:
         proc.env = {**{e["name"]: e["value"] for e in container.get("env", []) if "value" in e},
                     **_mosquitto_dirs(mounts)}
         self._launch(proc)
+
+    def _sidecar_port(self, pod: LocalProcess, container: dict) -> int:
+        """The local port of a sidecar's (first) named port: the one it had if the pod is recreated (the connection
+        file and the local Prometheus keep pointing at it), else a free one."""
+        names = [declared["name"] for declared in container.get("ports", [])]
+        return next((pod.named_ports[n] for n in names if n in pod.named_ports), None) or free_port(self.taken_ports)
 
     def _start_broker_sidecars(self, pod: LocalProcess, workload: dict) -> None:
         reloader = _sidecar(workload, RELOADER)
@@ -544,7 +550,7 @@ class LocalEstate:
     def _start_backup(self, pod: LocalProcess, container: dict) -> None:
         """The broker pod's backup sidecar: signals the pod's mosquitto (through its pid file) and uploads its
         database to the control plane's S3; its metrics port is the pod's, for the local Prometheus."""
-        port = free_port(self.taken_ports)
+        port = self._sidecar_port(pod, container)
         for declared in container.get("ports", []):
             pod.named_ports[declared["name"]] = port
             pod.containers[declared["name"]] = container["name"]
@@ -565,6 +571,8 @@ class LocalEstate:
         pod's grace period), and the StatefulSet recreates it: init containers run again, then the broker and its
         sidecars. `damage(data_dir)` happens to the data volume while the pod is away (a lost or broken disk)."""
         proc, workload, container, files = self._pods[pod]
+        if proc.kind != "broker":
+            raise ValueError(f"{pod} is a {proc.kind} pod: only broker pods are recreated here")
         for running in [p for p in self.processes if p.pod == pod]:
             if running.process is not None and running.process.poll() is None:
                 os.killpg(running.process.pid, signal.SIGTERM)
@@ -575,7 +583,12 @@ class LocalEstate:
         proc.listeners, proc.process = [], None
         self._run_init_containers(proc, workload)
         self._start_broker(proc, container, files, self._addresses)
+        exporter = _sidecar(workload, EXPORTER)
+        if exporter is not None:
+            self._start_exporter(proc, exporter)
         self._start_broker_sidecars(proc, workload)
+        for listener in proc.listeners:
+            listener["server_name"] = proc.server_name
 
     def _plan_standin(self, proc: LocalProcess, workload: dict, files: dict) -> CloudStandin:
         """The local stand-in for the cloud a bridge pod dials, its files written (estate/cloud_standins.py)."""

@@ -77,6 +77,9 @@ class BackupBucket:
     """The bucket's name (its `bucket` input), when known."""
     settings: dict[str, list] = field(default_factory=dict)
     """Resource type family ("versioning", "encryption", "public-access-block", "acl") -> the props of each."""
+    pending: set = field(default_factory=set)
+    """Families with a settings resource whose bucket is not known yet (a preview of a program's own bucket,
+    `bucket=bucket.id`): it may be this bucket's, so its absence is not judged until the value is known."""
 
     def of(self, kind: str) -> list[Mapping]:
         return self.settings.get(kind, [])
@@ -127,6 +130,9 @@ def backup_buckets(resources: list) -> list[BackupBucket]:
             bucket = siblings[0]
         if bucket is not None:
             bucket.settings.setdefault(kind, []).append(as_map(resource.props))
+        elif not isinstance(target, str):
+            for candidate in buckets:
+                candidate.pending.add(kind)
     return buckets
 
 
@@ -152,7 +158,7 @@ def versioned(resources, _cfg) -> Iterator[tuple[Any, str]]:
         if any(s != "Enabled" for s in statuses):
             yield bucket.resource, (f"{_label(bucket)}: versioning is {', '.join(sorted(set(statuses)))}; an "
                                     "overwritten or deleted backup is gone")
-        elif not statuses and inline is not True and not locked:
+        elif not statuses and inline is not True and not locked and "versioning" not in bucket.pending:
             yield bucket.resource, (f"{_label(bucket)}: no BucketVersioning with status Enabled: each backup "
                                     "overwrites the last, so a bad one leaves nothing to restore")
 
@@ -161,7 +167,7 @@ def private(resources, _cfg) -> Iterator[tuple[Any, str]]:
     """A backup holds every retained message and queued message of the broker: a public bucket publishes them."""
     for bucket in backup_buckets(resources):
         blocks = bucket.of("public-access-block")
-        if not blocks:
+        if not blocks and "public-access-block" not in bucket.pending:
             yield bucket.resource, (f"{_label(bucket)}: no BucketPublicAccessBlock (all four of "
                                     f"{', '.join(PUBLIC_ACCESS_FLAGS)} true)")
         for block in blocks:
@@ -188,7 +194,7 @@ def encrypted(resources, cfg) -> Iterator[tuple[Any, str]]:
         inline = as_map(as_map(bucket.resource.props).get("serverSideEncryptionConfiguration")).get("rule")
         found = [a for props in bucket.of("encryption") for a in _algorithms(props.get("rules"))]
         found += _algorithms(inline) if inline else []
-        if not found:
+        if not found and "encryption" not in bucket.pending:
             yield bucket.resource, (f"{_label(bucket)}: no BucketServerSideEncryptionConfiguration "
                                     f"({' or '.join(allowed)})")
         for algorithm in sorted({a for a in found if a not in allowed}):

@@ -192,6 +192,8 @@ MISTAKES = [
      f"{P}.restore.target", "no UTC offset"),
     ("restore-impossible-date", ok("restore: {request: r1, target: '2026-02-30T06:30:00Z'}"), None,
      f"{P}.restore.target", "not a real date"),
+    ("restore-year-one", ok("restore: {request: r1, target: '0001-01-01T00:00:00+01:00'}"), None,
+     f"{P}.restore.target", "years 1970 to 9998"),
     ("restore-latest-upper-case", ok("restore: {request: r1, target: LATEST}"), None, f"{P}.restore.target",
      "write latest"),
     ("restore-request-with-space", ok("restore: {request: line 3, target: latest}"), None, f"{P}.restore.request",

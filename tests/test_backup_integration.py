@@ -145,8 +145,12 @@ def test_retained_and_queued_messages_survive_the_loss_of_the_volume(estate):
     _plant_state(estate)
     metrics = _backup_now(estate)
     assert metrics["mosquitto_backup_uploads_total"] >= 1
+    kinds = sorted(p.kind for p in estate.processes if p.pod == POD)
+    ports = dict(next(p for p in estate.brokers if p.pod == POD).named_ports)
     estate.delete_pod(POD, damage=lambda data: _wipe(data))
     assert not list(_data_dir(estate).glob("mosquitto.db.*")), "an empty volume has nothing to move aside"
+    assert sorted(p.kind for p in estate.processes if p.pod == POD) == kinds  # every container back
+    assert next(p for p in estate.brokers if p.pod == POD).named_ports == ports  # at the same local ports
     _assert_plant_state_back(estate)
     log = (estate.brokers[0].directory / "restore" / "process.log").read_text()
     assert "restored" in log.lower(), log

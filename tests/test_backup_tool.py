@@ -565,7 +565,8 @@ def test_requested_restores_latest_a_version_and_a_time_each_once(tmp_path, s3_s
     assert (outcome.action, outcome.version) == ("requested", v_more) and config.db_path.read_bytes() == dbs["more"]
     record = json.loads((config.state_dir / "recovery.json").read_text())
     assert (record["outcome"], record["version"], record["request"]) == ("requested", v_more, "r-3")
-    assert (config.state_dir / "restores").read_text().split() == ["r-1", "r-2", "r-3"]
+    assert (config.state_dir / "restores").read_text().split() == [
+        "r-1@latest", f"r-2@{v_full}", "r-3@2026-03-01T07:30:00Z"]  # id and target: a new target is a new request
     assert (config.state_dir / "recovery.json").stat().st_mode & 0o777 == 0o600
     kept = sorted(p.name for p in config.data_dir.glob("mosquitto.db.replaced-*"))
     assert len(kept) == 3  # nothing deleted
@@ -603,6 +604,48 @@ def test_a_request_left_in_the_config_spares_new_pods_and_lost_volumes(tmp_path,
     outcome, err = init(make_config(tmp_path / "added-again", bucket, s3_server.url, POD_NAME="mqtt-broker-3",
                                     **request))
     assert (outcome.action, outcome.version) == ("restored", added_later), err  # never the request's target
+
+
+def test_a_request_never_blocks_a_pod_it_cannot_apply_to(tmp_path, s3_server, bucket, dbs):
+    """Second review: a pod added since the target time starts as it is; an empty volume whose bucket is away starts
+    (the request stays pending) while a volume holding a database fails the request; a target changed under the
+    same id is a new request; a request the bucket cannot remember is not applied (it would be applied again after
+    a later volume loss)."""
+    late_pod = make_config(tmp_path / "late", bucket, s3_server.url, POD_NAME="mqtt-broker-4",
+                           RESTORE_REQUEST="r-9", RESTORE_TARGET="2026-03-01T06:30:00Z")
+    upload(late_pod, dbs["full"], T0 + dt.timedelta(days=1))  # its backups begin after the target time
+    outcome, err = init(late_pod)
+    assert (outcome.action, outcome.exit_code) == ("restored", 0), err  # its empty volume: the newest backup
+    assert "backups begin after that time" in err
+
+    away = dict(RESTORE_REQUEST="r-10", RESTORE_TARGET="latest")
+    empty, err = init(make_config(tmp_path / "away-empty", bucket, closed_port_url(), **away), offline=True)
+    assert (empty.action, empty.exit_code) == ("empty", 0) and "stays pending" in err, err
+    holding = make_config(tmp_path / "away-db", bucket, closed_port_url(), **away)
+    holding.data_dir.mkdir(parents=True)
+    holding.db_path.write_bytes(dbs["shutdown"])
+    failed, err = init(holding, offline=True)
+    assert failed.exit_code == 2 and holding.db_path.read_bytes() == dbs["shutdown"], err
+
+    pod = make_config(tmp_path / "pod", bucket, s3_server.url)
+    v_one = upload(pod, dbs["full"], T0)
+    v_two = upload(pod, dbs["more"], T0 + dt.timedelta(hours=1))
+    first, err = init(make_config(tmp_path / "pod", bucket, s3_server.url, RESTORE_REQUEST="fix",
+                                  RESTORE_TARGET=v_one))
+    assert first.version == v_one, err
+    changed, err = init(make_config(tmp_path / "pod", bucket, s3_server.url, RESTORE_REQUEST="fix",
+                                    RESTORE_TARGET="latest"))
+    assert (changed.action, changed.version) == ("requested", v_two), err  # the same id, another target
+
+    class Forgetful(store.Store):
+        def remember_request(self, request, record):
+            raise store.Unreachable("s3://…/restores/x: put_object failed: AccessDenied")
+
+    config = make_config(tmp_path / "pod", bucket, s3_server.url, RESTORE_REQUEST="x", RESTORE_TARGET=v_one)
+    err_out = io.StringIO()
+    refused = restore.run(config, Forgetful(config), err=err_out, sleep=lambda _s: None)
+    assert refused.exit_code == 2 and "AccessDenied" in err_out.getvalue()
+    assert config.db_path.read_bytes() == dbs["more"]  # not replaced
 
 
 def tamper(config: Config, s3_server, data: bytes, like: str) -> str:
@@ -760,3 +803,14 @@ def test_list_shows_versions_and_which_verify(tmp_path, s3_server, bucket, dbs, 
     assert [(v["version"], v["status"].split(":")[0]) for v in listed] == [(bad, "FAILS VERIFICATION"),
                                                                           (good, "verified")]
     assert listed[1]["contents"] == {"retained": 3, "messages": 7, "clients": 1, "subscriptions": 1, "queued": 4}
+
+
+def test_access_denied_names_the_permissions():
+    """S3 answers a missing key with 403 when the role lacks s3:ListBucket (API reference, HeadObject,
+    "Permissions"): the failure line says which permissions the credentials need (found by review)."""
+    from botocore.exceptions import ClientError
+
+    denied = ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadObject")
+    assert "s3:ListBucket" in store._one_line(denied) and "\n" not in store._one_line(denied)
+    missing = ClientError({"Error": {"Code": "NoSuchKey", "Message": "gone"}}, "GetObject")
+    assert store._one_line(missing) == "NoSuchKey: gone"
