@@ -17,6 +17,14 @@ PROG = "mqtt-estate-backup"
 EXIT_CONFIG = 2
 
 
+def non_negative(text: str) -> int:
+    """A whole number >= 0 (argparse turns the ValueError into one usage line and exit 2)."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     common = argparse.ArgumentParser(add_help=False)
@@ -36,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--target", help="RESTORE_TARGET: latest | a version id | an RFC 3339 time")
     listing = sub.add_parser("list", parents=[common], help="this pod's backups, newest first, verified")
     listing.add_argument("--json", action="store_true", help="one JSON document instead of a table")
-    listing.add_argument("--limit", type=int, default=20, help="the newest N versions (default 20, 0: all)")
+    listing.add_argument("--limit", type=non_negative, default=20, help="the newest N versions (default 20, 0: all)")
     listing.add_argument("--no-verify", action="store_true", help="metadata only, do not download the versions")
     return parser
 

@@ -169,7 +169,7 @@ class Store:
                 config=BotoConfig(
                     s3={"addressing_style": "path" if self.config.path_style else "auto"},
                     request_checksum_calculation="when_required", response_checksum_validation="when_required",
-                    retries={"max_attempts": self._attempts, "mode": "standard"}, connect_timeout=5, read_timeout=60))
+                    retries={"max_attempts": self._attempts, "mode": "standard"}, connect_timeout=5, read_timeout=20))
         return self._client
 
     def _call(self, operation: str, version: Optional[str] = None, **kwargs):

@@ -31,11 +31,25 @@ acl_files_parse() {
   done
 }
 
+# Whether the process handles SIGHUP yet: bit 0 of the SigCgt mask in /proc/<pid>/status (proc(5)). mosquitto
+# installs its signal handlers only after loading its database, and until then SIGHUP's default action ends it
+# (the backup sidecar measured the window on 2.0.11: 0.6 s with a 296 MB database; backup/agent.py _catches).
+catches_hup() {
+  while read -r key value _; do
+    if [ "$key" = "SigCgt:" ]; then
+      last=${value#"${value%?}"}
+      [ $(( 0x$last & 1 )) -eq 1 ]
+      return
+    fi
+  done < "/proc/$1/status"
+  return 1
+}
+
 mosquitto_pid() {
   pid=$(cat "$run/mosquitto.pid" 2>/dev/null) || return 1
   case "$pid" in '' | *[!0-9]*) return 1 ;; esac
   comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
-  [ "$comm" = mosquitto ] && printf '%s\n' "$pid"
+  [ "$comm" = mosquitto ] && catches_hup "$pid" 2>/dev/null && printf '%s\n' "$pid"
 }
 
 while :; do
@@ -47,7 +61,7 @@ while :; do
   sleep 1  # a writer that is not atomic (the kubelet is) has finished
   [ "$(auth_fingerprint)" = "$seen" ] || continue
   acl_files_parse || continue
-  pid=$(mosquitto_pid) || { echo "[reload] files changed but mosquitto is not running; its start will read them" >&2; continue; }
+  pid=$(mosquitto_pid) || { echo "[reload] files changed but mosquitto is not running (or still starting); tried again in ${interval} s" >&2; continue; }
   if ! copy_auth_files; then
     echo "[reload] could not copy the password file and ACLs into $run; mosquitto keeps the previous ones" >&2
     continue

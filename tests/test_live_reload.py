@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -99,6 +100,17 @@ def test_a_change_that_rolls_pods_is_not_applied_as_a_volume_refresh(renders, tm
     assert not Pod.directory.exists()
 
 
+STAND_IN = """
+import ctypes, signal, sys, time
+if sys.argv[2] == "mosquitto":  # handlers first, then the name: whoever sees the name may signal it
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(0))
+ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)  # PR_SET_NAME: /proc/<pid>/comm
+time.sleep(30)
+"""
+"""A stand-in for mosquitto: its process name, and a SIGHUP handler (exit 0, so its end shows a signal went) or,
+for one still starting, none (SIGHUP's default action would end it too: its survival shows none went)."""
+
+
 @contextlib.contextmanager
 def reloader_beside(tmp_path, acl: str, target_name: str):
     """The rendered reload.sh (0.2 s interval, busybox ash when installed) watching files that differ from what
@@ -112,9 +124,12 @@ def reloader_beside(tmp_path, acl: str, target_name: str):
     (dirs["auth"] / "passwd").write_text("a:x\n")
     (dirs["auth"] / "acl").write_text(acl)
     (dirs["run"] / "applied-fingerprint").write_text("stale\n")  # what mosquitto was given differs from the files
-    executable = dirs["bin"] / target_name
-    shutil.copy(shutil.which("sleep"), executable)
-    target = subprocess.Popen([str(executable), "30"])
+    if target_name == "sleep":
+        executable = dirs["bin"] / target_name
+        shutil.copy(shutil.which("sleep"), executable)
+        target = subprocess.Popen([str(executable), "30"])
+    else:  # a process named `target_name`; "mosquitto" handles SIGHUP (it exits), "mosquitto-starting" does not yet
+        target = subprocess.Popen([sys.executable, "-c", STAND_IN, "mosquitto", target_name])
     (dirs["run"] / "mosquitto.pid").write_text(str(target.pid))
     env = {**os.environ, "RELOAD_INTERVAL_SECONDS": "0.2", **{f"MOSQUITTO_{name.upper()}_DIR": str(path)
                                                                 for name, path in dirs.items()}}
@@ -139,6 +154,16 @@ def test_a_stale_pid_file_is_never_signalled(tmp_path):
         quiet(2.0)  # several comparisons, each finding the change
         assert run["target"].poll() is None
     assert "mosquitto is not running" in run["errors"]
+
+
+def test_a_starting_mosquitto_is_not_signalled(tmp_path):
+    """mosquitto handles SIGHUP only once it has loaded its database; before that, SIGHUP ends it. The reloader
+    waits for the handler (SigCgt in /proc/<pid>/status) and tries again later."""
+    with reloader_beside(tmp_path, "user a\ntopic read a/#\n", "mosquitto-starting") as run:
+        assert wait_for(lambda: (run["dirs"]["run"] / "reloader-heartbeat").exists(), 5) is not None
+        quiet(2.0)
+        assert run["target"].poll() is None, "signalled while starting"
+    assert "still starting" in run["errors"]
     assert (run["dirs"]["run"] / "applied-fingerprint").read_text() == "stale\n"  # nothing applied: tried again
 
 
