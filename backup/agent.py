@@ -197,8 +197,10 @@ def _comm(pid: int) -> str:
 
 
 def _catches(pid: int, sig: int) -> bool:
-    """Whether the process has a handler for `sig` yet (the SigCgt mask of /proc/<pid>/status, proc(5)). mosquitto
-    installs its handlers only after it has loaded its database (measured on 2.0.11: pid file at 7 ms, SIGUSR1
+    """Whether the process has a handler for `sig` yet: the SigCgt mask of /proc/<pid>/status, "signals being ...
+    caught" in hexadecimal (man-pages 5.13 man5/proc.5:2714-2717); SIGUSR1 and SIGHUP default to Term
+    (man7/signal.7:385, 413). mosquitto installs its handlers only after it has loaded its database (eclipse/mosquitto
+    v2.0.11 src/mosquitto.c: db__open at 505, signal__setup at 550; measured on 2.0.11: pid file at 7 ms, SIGUSR1
     caught from 634 ms with a 296 MB database), and until then SIGUSR1's default action kills it."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():

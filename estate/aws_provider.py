@@ -35,7 +35,6 @@ import contextlib
 import functools
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -64,11 +63,9 @@ class ControlPlaneError(RuntimeError):
 
 
 def _free_port() -> int:
-    # asked of the wildcard address, like estate/local.py: a port free on 127.0.0.1 may still be held on another
-    # loopback address
-    with socket.socket() as sock:
-        sock.bind(("", 0))
-        return sock.getsockname()[1]
+    from .ports import free_port  # noqa: PLC0415
+
+    return free_port()
 
 
 class ControlPlane:

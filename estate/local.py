@@ -26,6 +26,7 @@ from typing import Callable
 
 from .haproxy_files import frontend_ports, rewrite_haproxy_cfg
 from .local_exporters import local_command, package_path
+from .ports import free_port  # noqa: F401 (also this module's API: tests, the CLI)
 from . import local_backup
 from .haproxy_runtime import server_states
 from .mounts import rewrite_paths
@@ -51,23 +52,6 @@ from .render import Render
 
 
 PR_SET_PDEATHSIG = 1
-
-
-def free_port(taken: set[int] | None = None) -> int:
-    """A port free on every address now and not handed out before in this run.
-
-    Asked of the wildcard address, not of 127.0.0.1: clients that bind other loopback addresses (127.0.x.y, as
-    devices with addresses of their own) leave their ports in use or in TIME_WAIT there, and a port free only on
-    127.0.0.1 could still not be bound by mosquitto's websockets listener (seen as "Unable to create websockets
-    listener" after the flood tests)."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("0.0.0.0", 0))
-            port = sock.getsockname()[1]
-        if taken is None or port not in taken:
-            if taken is not None:
-                taken.add(port)
-            return port
 
 
 def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 10.0) -> None:

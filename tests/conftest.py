@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -13,6 +14,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mqtt_estate.estate.local import LocalEstate  # noqa: E402
+from mqtt_estate.estate.ports import RANGE_VARIABLE  # noqa: E402
+
+# Each pytest-xdist worker (gw0, gw1, ...) gives its local estates, and the `estate` commands its tests start, a
+# port range of its own below the kernel's ephemeral range (estate/ports.py says why).
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _WORKER.startswith("gw") and _WORKER[2:].isdigit() and not os.environ.get(RANGE_VARIABLE):
+    _low = 20000 + 4000 * (int(_WORKER[2:]) % 3)
+    os.environ[RANGE_VARIABLE] = f"{_low}-{_low + 3999}"
 from mqtt_estate.estate.render import render  # noqa: E402
 
 
