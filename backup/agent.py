@@ -296,7 +296,7 @@ def save_and_read(config: Config, stop: Optional[threading.Event] = None) -> byt
 
 
 class Agent:
-    """The loop's state: what was last uploaded, the metrics, the broker version."""
+    """The loop's state: the metrics, the broker version, whether a cycle is inside its S3 calls."""
 
     def __init__(self, config: Config, store: Optional[Store] = None, err: TextIO = sys.stderr,
                  stop: Optional[threading.Event] = None, version: Optional[Callable[[], str]] = None):
@@ -310,7 +310,6 @@ class Agent:
         self.now = threading.Event()
         """Set to cycle at once (SIGUSR1, or a stop): the loop waits on it rather than on `stop`."""
         self.metrics = Metrics(config)
-        self.last_sha: Optional[str] = None
         self._version_source = version or (lambda: broker_version(config.broker))
         self._version: Optional[str] = None
         self._held_back_said = False
@@ -339,8 +338,7 @@ class Agent:
             # asked every cycle, even when the database is what we uploaded last: freshness means "this is in the
             # bucket now", and a version deleted since (a delete marker on top) must be uploaded again
             current = self.store.current()
-            if current is not None and (current.metadata or {}).get("sha256") == sha:
-                self.last_sha = sha          # e.g. the database the init just restored, or an agent restart
+            if current is not None and (current.metadata or {}).get("sha256") == sha:  # e.g. what the init restored
                 result.version_id = current.version_id
                 return result
             if summary.empty and current is not None:
@@ -355,7 +353,6 @@ class Agent:
             raise BackupFailed(str(exc)) from exc
         finally:
             self.in_s3 = False
-        self.last_sha = sha
         result.outcome, result.version_id, result.checksum, result.metadata = (
             "uploaded", uploaded.version_id, uploaded.checksum, metadata)
         return result

@@ -221,18 +221,25 @@ class Store:
         return Uploaded(response.get("VersionId") or "null", digest.hexdigest(), "MD5")
 
     # --- reading -------------------------------------------------------------------------------------------
-    def current(self) -> Optional[Version]:
-        """The key's current version with its metadata, or None (no object, or a delete marker on top)."""
+    def _if_exists(self, operation: str, key: str) -> Optional[dict]:
+        """`operation` (head_object or get_object) on the current version of `key`, or None when there is none (no
+        object, or a delete marker on top); any other failure is Unreachable, naming the key."""
         from botocore.exceptions import ClientError  # noqa: PLC0415
 
         try:
-            head = self.client.head_object(Bucket=self.bucket, Key=self.key)
+            return getattr(self.client, operation)(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if _code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
-            raise Unreachable(f"{self.location}: head_object failed: {_one_line(exc)}") from exc
-        except Exception as exc:  # noqa: BLE001
-            raise Unreachable(f"{self.location}: head_object failed: {_one_line(exc)}") from exc
+            raise Unreachable(f"s3://{self.bucket}/{key}: {operation} failed: {_one_line(exc)}") from exc
+        except Exception as exc:  # noqa: BLE001 - botocore's connection errors: one line, not a traceback
+            raise Unreachable(f"s3://{self.bucket}/{key}: {operation} failed: {_one_line(exc)}") from exc
+
+    def current(self) -> Optional[Version]:
+        """The key's current version with its metadata, or None (no object, or a delete marker on top)."""
+        head = self._if_exists("head_object", self.key)
+        if head is None:
+            return None
         return Version(head.get("VersionId") or "null", head["LastModified"], head.get("ContentLength", 0), True,
                        dict(head.get("Metadata") or {}))
 
@@ -260,16 +267,13 @@ class Store:
 
     def request_applied(self, request: str) -> Optional[str]:
         """The token (`<id>@<target>`) the request was applied with to this pod, or None when it never was."""
-        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
-
         key = self.request_key(request)
+        response = self._if_exists("get_object", key)
+        if response is None:
+            return None
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as exc:
-            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise Unreachable(f"s3://{self.bucket}/{key}: get_object failed: {_one_line(exc)}") from exc
-        except BotoCoreError as exc:
+            body = response["Body"].read()
+        except Exception as exc:  # noqa: BLE001 - a connection lost mid-body
             raise Unreachable(f"s3://{self.bucket}/{key}: get_object failed: {_one_line(exc)}") from exc
         try:
             return str(json.loads(body)["token"])

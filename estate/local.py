@@ -163,6 +163,11 @@ def _sidecar(workload: dict, name: str, kind: str = "containers") -> dict | None
     return next((c for c in workload["spec"]["template"]["spec"].get(kind) or () if c["name"] == name), None)
 
 
+def _literal_env(container: dict) -> dict[str, str]:
+    """The variables a container's spec gives a value (not those filled from a field or a Secret)."""
+    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+
+
 def _pod_mounts(directory: Path, container: dict) -> dict[str, str]:
     """A container's mount paths -> where the pod directory holds them here."""
     return {m["mountPath"].rstrip("/"): str(directory / m["mountPath"].strip("/"))
@@ -307,8 +312,9 @@ class LocalEstate:
         self._own_plane = False
         """Whether this estate started the control plane (S3 for backups) and so stops it."""
         self._pods: dict[str, tuple[LocalProcess, dict, dict, dict]] = {}
-        self._addresses: dict[tuple[str, int], int] = {}
         """pod -> (its main process, workload, main container, files), to delete and recreate a pod."""
+        self._addresses: dict[tuple[str, int], int] = {}
+        """(pod DNS name, pod port) -> local port, as planned at start (a recreated broker bridges the same way)."""
         # Pod directories live in a fresh directory under the system temp dir: when run as root, mosquitto
         # drops to its own user, which must be able to reach them (a 0700 parent such as pytest's would not do).
         self.pods_dir: Path | None = None
@@ -463,12 +469,8 @@ class LocalEstate:
 
     def _start_exporter(self, pod: LocalProcess, container: dict) -> None:
         """The pod's exporter sidecar, reading the pod's health listener (estate/local_exporters.py)."""
-        port = self._sidecar_port(pod, container)
-        for declared in container.get("ports", []):
-            pod.named_ports[declared["name"]] = port
-            pod.containers[declared["name"]] = container["name"]
-        proc = LocalProcess(pod.pod, "exporter", pod.directory / "exporter",
-                            named_ports={declared["name"]: port for declared in container.get("ports", [])})
+        port, named = self._claim_sidecar_port(pod, container)
+        proc = LocalProcess(pod.pod, "exporter", pod.directory / "exporter", named_ports=named)
         proc.command = local_command(container, pod.health_port, port, pod.directory)
         proc.env = package_path({})
         self._launch(proc)
@@ -481,15 +483,19 @@ class LocalEstate:
         script = rewrite_paths(f" {container['command'][-1]}", mounts)[1:]
         proc = LocalProcess(pod.pod, "reloader", pod.directory / "reloader", workload=pod.workload)
         proc.command = [*_ash(), script]
-        proc.env = {**{e["name"]: e["value"] for e in container.get("env", []) if "value" in e},
-                    **_mosquitto_dirs(mounts)}
+        proc.env = {**_literal_env(container), **_mosquitto_dirs(mounts)}
         self._launch(proc)
 
-    def _sidecar_port(self, pod: LocalProcess, container: dict) -> int:
-        """The local port of a sidecar's (first) named port: the one it had if the pod is recreated (the connection
-        file and the local Prometheus keep pointing at it), else a free one."""
+    def _claim_sidecar_port(self, pod: LocalProcess, container: dict) -> tuple[int, dict[str, int]]:
+        """A sidecar's local port, entered in the pod's named ports under each name the container declares (a
+        PodMonitor names them): the one it had if the pod is recreated (the connection file and the local
+        Prometheus keep pointing at it), else a free one. Returns (port, its names -> port)."""
         names = [declared["name"] for declared in container.get("ports", [])]
-        return next((pod.named_ports[n] for n in names if n in pod.named_ports), None) or free_port(self.taken_ports)
+        port = next((pod.named_ports[n] for n in names if n in pod.named_ports), None) or free_port(self.taken_ports)
+        for name in names:
+            pod.named_ports[name] = port
+            pod.containers[name] = container["name"]
+        return port, {name: port for name in names}
 
     def _start_broker_sidecars(self, pod: LocalProcess, workload: dict) -> None:
         reloader = _sidecar(workload, RELOADER)
@@ -517,9 +523,8 @@ class LocalEstate:
         Path(mounts[DATA_DIR]).mkdir(parents=True, exist_ok=True)
         plane = self._s3()
         env = local_backup.local_environment(container, pod.pod, mounts, plane)
-        sidecar = _sidecar(workload, BACKUP)  # it names the lock the bucket must be made with
-        local_backup.ensure_bucket(plane, local_backup.local_environment(sidecar, pod.pod, mounts, plane)
-                                   if sidecar is not None else env)
+        # the sidecar names the lock the bucket must be made with; the init container runs first, so it makes it
+        local_backup.ensure_bucket(plane, _literal_env(_sidecar(workload, BACKUP) or container))
         log = pod.directory / "restore" / "process.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as handle:
@@ -534,19 +539,15 @@ class LocalEstate:
     def _start_backup(self, pod: LocalProcess, container: dict) -> None:
         """The broker pod's backup sidecar: signals the pod's mosquitto (through its pid file) and uploads its
         database to the control plane's S3; its metrics port is the pod's, for the local Prometheus."""
-        port = self._sidecar_port(pod, container)
-        for declared in container.get("ports", []):
-            pod.named_ports[declared["name"]] = port
-            pod.containers[declared["name"]] = container["name"]
+        port, named = self._claim_sidecar_port(pod, container)
         mounts = _pod_mounts(pod.directory, container)
         plane = self._s3()
-        proc = LocalProcess(pod.pod, "backup", pod.directory / "backup", workload=pod.workload,
-                            named_ports={declared["name"]: port for declared in container.get("ports", [])})
+        proc = LocalProcess(pod.pod, "backup", pod.directory / "backup", workload=pod.workload, named_ports=named)
         proc.command = local_backup.command("agent")
         proc.env = local_backup.local_environment(
             container, pod.pod, mounts, plane, BACKUP_METRICS_LISTEN=f"127.0.0.1:{port}",
             BACKUP_BROKER=f"127.0.0.1:{pod.health_port}")
-        local_backup.ensure_bucket(plane, proc.env)
+        local_backup.ensure_bucket(plane, proc.env)  # made already when the pod has its restore init container
         self._launch(proc)
         wait_for_port(port, proc.process, proc.directory / "process.log")
 
