@@ -43,8 +43,10 @@ class BackupBucketArgs(TypedDict, total=False):
     keep_versions: int
     """Noncurrent versions kept however old they are, 1 to 100 (default 3): if backups stop, the last ones stay."""
     lock: Optional[BackupLock]
-    """Default Object Lock retention of every new version (absent: no lock). It can only be chosen when the bucket
-    is created: adding it later replaces the bucket."""
+    """Default Object Lock retention of every new version (absent: no lock). This component enables Object Lock on
+    the bucket itself (`objectLockEnabled`, which replaces the bucket when it changes), so adding a lock later
+    makes a new bucket, although S3 can enable it on an existing versioned bucket too (S3 User Guide, "Configuring
+    S3 Object Lock": "Enable Object Lock on an existing S3 bucket")."""
     kms_key_arn: Optional[str]
     """Encrypt with this KMS key (aws:kms); absent: S3-managed keys (AES256)."""
 

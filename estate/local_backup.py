@@ -49,7 +49,7 @@ def command(subcommand: str) -> list[str]:
 
 def ensure_bucket(plane: ControlPlane, env: dict[str, str]) -> None:
     """Make the stack's bucket in moto if the render did not (a brought bucket), versioned, and with Object Lock
-    when the sidecar is told to lock its uploads (S3 accepts a lock only on a bucket created with it)."""
+    when the sidecar is told to lock its uploads (S3 refuses a locked upload to a bucket without Object Lock)."""
     client = plane.client("s3", env.get("BACKUP_REGION") or DEFAULT_REGION)
     bucket = env["BACKUP_BUCKET"]
     with plane.lock:

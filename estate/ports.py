@@ -9,11 +9,15 @@ mosquitto's "Unable to create websockets listener" when two test workers ran at 
 
 from __future__ import annotations
 
+import collections
 import os
 import random
 import socket
 
 RANGE_VARIABLE = "MQTT_ESTATE_LOCAL_PORTS"
+_RECENT = collections.deque(maxlen=1024)
+"""Ports this process handed out lately, to every caller: a port is free only until its listener binds it, and
+between the two another caller (the estate's moto_server, its Prometheus) must not be given it too."""
 
 
 def port_range() -> tuple[int, int] | None:
@@ -31,7 +35,7 @@ def port_range() -> tuple[int, int] | None:
 
 
 def free_port(taken: set[int] | None = None) -> int:
-    """A port free on every address now and not handed out before in this run (`taken`).
+    """A port free on every address now, not handed out lately in this process, nor in `taken` (a run's own).
 
     Asked of the wildcard address, not of 127.0.0.1: clients that bind other loopback addresses (127.0.x.y, as
     devices with addresses of their own) leave their ports in use or in TIME_WAIT there, and a port free only on
@@ -45,7 +49,8 @@ def free_port(taken: set[int] | None = None) -> int:
             except OSError:
                 continue  # taken in the range: another
             port = sock.getsockname()[1]
-        if taken is None or port not in taken:
+        if port not in _RECENT and (taken is None or port not in taken):
+            _RECENT.append(port)
             if taken is not None:
                 taken.add(port)
             return port

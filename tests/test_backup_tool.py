@@ -894,3 +894,20 @@ def test_access_denied_names_the_permissions():
     assert "s3:ListBucket" in store._one_line(denied) and "\n" not in store._one_line(denied)
     missing = ClientError({"Error": {"Code": "NoSuchKey", "Message": "gone"}}, "GetObject")
     assert store._one_line(missing) == "NoSuchKey: gone"
+
+
+def test_a_lock_on_a_bucket_made_without_object_lock_fails_with_the_reason(tmp_path, s3_server, bucket):
+    """A plant brings its own bucket and asks for locked backups (`retention.lock`), but the bucket was created
+    without Object Lock: every upload fails, and the line says why and what to do,
+    instead of blaming the checksum header the first attempt carried."""
+    config = make_config(tmp_path, bucket, s3_server.url)
+    with running(config.data_dir) as broker:
+        broker.populate(retained=1, queued=0)
+        config = make_config(tmp_path, bucket, s3_server.url, BACKUP_BROKER=f"127.0.0.1:{broker.port}",
+                             BACKUP_LOCK_MODE="GOVERNANCE", BACKUP_LOCK_DAYS="1")
+        err = io.StringIO()
+        worker = agent.Agent(config, err=err)
+        assert worker.cycle() is None
+    line = err.getvalue().strip()
+    assert "\n" not in line and "refuses locked uploads" in line and "create it with Object Lock enabled" in line
+    assert "mosquitto_backup_failures_total 1.0" in worker.metrics.render()

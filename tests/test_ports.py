@@ -30,3 +30,13 @@ def test_a_bad_range_is_one_line(monkeypatch, text):
 def test_without_a_range_the_kernel_picks(monkeypatch):
     monkeypatch.delenv(ports.RANGE_VARIABLE, raising=False)
     assert 1024 <= ports.free_port() <= 65535
+
+
+def test_a_port_is_not_handed_out_twice_to_different_callers(monkeypatch):
+    """The estate's own ports (with their `taken` set) and its moto_server's (without one) come from the same
+    range: a port handed out to one is not handed to the other before it is bound (a CI run lost a broker's
+    listener to its estate's moto_server that way)."""
+    monkeypatch.setenv(ports.RANGE_VARIABLE, "21100-21119")
+    planned = {ports.free_port(set()) for _ in range(10)}
+    others = {ports.free_port() for _ in range(10)}
+    assert len(planned) == 10 and len(others) == 10 and not planned & others
